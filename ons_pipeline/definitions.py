@@ -1,0 +1,11 @@
+"""The code location's one entry point: each asset group's definitions plus shared resources."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from ons_pipeline.platform import definitions as platform
+from ons_pipeline.resources import default_resources
+from ons_pipeline.sales import definitions as sales
+
+defs = Definitions.merge(sales.defs, platform.defs, Definitions(resources=default_resources()))

@@ -1,0 +1,38 @@
+"""Run-failure alerting: after the last retry, tell the administrators (seed 002)."""
+
+from dagster import (
+    DefaultSensorStatus,
+    RunFailureSensorContext,
+    run_failure_sensor,
+)
+
+from ons_pipeline.resources import AlertsResource, CloudWatchMetricsResource, Metric
+
+PLATFORM_NAMESPACE = "ONS/Pipeline"
+
+
+@run_failure_sensor(
+    name="run_failure_alert",
+    monitor_all_code_locations=False,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Publishes a failed run to the SNS alert topic and counts it in CloudWatch.",
+)
+def run_failure_alert(
+    context: RunFailureSensorContext,
+    alerts: AlertsResource,
+    metrics: CloudWatchMetricsResource,
+) -> None:
+    run = context.dagster_run
+    failure = context.failure_event
+    message = {
+        "job": run.job_name,
+        "run_id": run.run_id,
+        "status": run.status.value,
+        "error": failure.message if failure else None,
+        "tags": dict(run.tags),
+    }
+    alerts.publish(f"Dagster run failed: {run.job_name}", message)
+    metrics.put(
+        PLATFORM_NAMESPACE,
+        [Metric("RunFailed", 1, dimensions={"Job": run.job_name})],
+    )

@@ -1,0 +1,9 @@
+"""Platform pieces shared by every asset group."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from ons_pipeline.platform.alerts import run_failure_alert
+
+defs = Definitions(sensors=[run_failure_alert])

@@ -1,0 +1,261 @@
+"""AWS resources on dagster-aws's configuration, with cached clients and explicit retries.
+
+dagster-aws's `get_client()` builds a new session per call and leaves retries in legacy mode;
+these subclasses keep its fields (so `S3Resource`-typed code still accepts them) but build
+one client per resource instance (one per run) with botocore's standard retry mode.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from dagster import ConfigurableResource
+from dagster_aws.s3 import S3Resource
+from dagster_aws.ssm import SSMResource
+from dagster_aws.utils import ResourceWithBoto3Configuration
+from pydantic import Field, PrivateAttr
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from botocore.client import BaseClient
+
+WriteOutcome = Literal["written", "unchanged"]
+
+
+def build_client(
+    settings: ResourceWithBoto3Configuration,
+    service: str,
+    *,
+    read_timeout: float = 60.0,
+    max_attempts: int | None = None,
+) -> BaseClient:
+    """A boto3 client from dagster-aws settings with standard retries and timeouts."""
+    session = boto3.session.Session(
+        profile_name=settings.profile_name,
+        aws_access_key_id=settings.aws_access_key_id,
+        aws_secret_access_key=settings.aws_secret_access_key,
+        aws_session_token=settings.aws_session_token,
+        region_name=settings.region_name,
+    )
+    config = Config(
+        retries={"mode": "standard", "max_attempts": max_attempts or settings.max_attempts},
+        connect_timeout=10,
+        read_timeout=read_timeout,
+        max_pool_connections=32,
+    )
+    return session.client(
+        service,
+        endpoint_url=settings.endpoint_url,
+        use_ssl=settings.use_ssl,
+        verify=settings.verify,
+        config=config,
+    )
+
+
+class ObjectStoreResource(S3Resource):
+    """S3 with the safe-write and cursor-listing primitives the pipelines share."""
+
+    _client: Any = PrivateAttr(default=None)
+
+    def get_client(self) -> Any:
+        if self._client is None:
+            self._client = build_client(self, "s3")
+        return self._client
+
+    def get_bytes(self, bucket: str, key: str) -> bytes | None:
+        """The object's bytes, or None only when it does not exist (NoSuchKey)."""
+        try:
+            return self.get_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise
+
+    def put_bytes(self, bucket: str, key: str, data: bytes, content_type: str) -> None:
+        """Overwrite an object (state files: one PUT, so readers never see half a file)."""
+        self.get_client().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+    def put_bytes_once(self, bucket: str, key: str, data: bytes, content_type: str) -> WriteOutcome:
+        """Create an object that must never change: identical bytes are a no-op.
+
+        S3's conditional write (`If-None-Match: *`) makes the check and the write one step,
+        so two runs racing for the same name cannot both win.
+
+        Raises:
+            FileExistsError: the key exists with different bytes.
+        """
+        try:
+            self.get_client().put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in {
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            }:
+                raise
+            if self.get_bytes(bucket, key) == data:
+                return "unchanged"
+            raise FileExistsError(
+                f"s3://{bucket}/{key} already exists with different content; refusing to "
+                "overwrite it"
+            ) from error
+        return "written"
+
+    def list_after(
+        self,
+        bucket: str,
+        prefix: str,
+        start_after: str | None,
+        *,
+        max_pages: int,
+        page_size: int = 1000,
+    ) -> ListingPage:
+        """Keys after `start_after` under `prefix`, at most `max_pages` pages of them."""
+        client = self.get_client()
+        keys: list[str] = []
+        token: str | None = None
+        pages = 0
+        truncated = False
+        while pages < max_pages:
+            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+            if token:
+                kwargs["ContinuationToken"] = token
+            elif start_after:
+                kwargs["StartAfter"] = start_after
+            response = client.list_objects_v2(**kwargs)
+            pages += 1
+            keys.extend(item["Key"] for item in response.get("Contents", []))
+            truncated = bool(response.get("IsTruncated"))
+            token = response.get("NextContinuationToken")
+            if not truncated:
+                break
+        return ListingPage(keys=keys, pages=pages, exhausted=not truncated)
+
+
+@dataclass(frozen=True)
+class ListingPage:
+    keys: list[str]
+    pages: int
+    exhausted: bool  # False when the page budget ran out before the listing did
+
+
+class ParameterStoreResource(SSMResource):
+    """SSM Parameter Store for the pipelines' small durable counters."""
+
+    _client: Any = PrivateAttr(default=None)
+
+    def get_client(self) -> Any:
+        if self._client is None:
+            self._client = build_client(self, "ssm")
+        return self._client
+
+    def get_int(self, name: str) -> int | None:
+        """The parameter as an int, or None when it has never been written."""
+        try:
+            value = self.get_client().get_parameter(Name=name)["Parameter"]["Value"]
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ParameterNotFound":
+                return None
+            raise
+        return int(value)
+
+    def put_int(self, name: str, value: int, description: str = "") -> None:
+        self.get_client().put_parameter(
+            Name=name, Value=str(value), Type="String", Overwrite=True, Description=description
+        )
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    value: float
+    unit: str = "Count"
+    dimensions: dict[str, str] = field(default_factory=dict)
+
+
+class CloudWatchMetricsResource(ResourceWithBoto3Configuration):
+    """CloudWatch custom metrics (the seeds' `ONS/...` namespaces)."""
+
+    enabled: bool = Field(default=True, description="Set false to skip PutMetricData calls.")
+    _client: Any = PrivateAttr(default=None)
+
+    def get_client(self) -> Any:
+        if self._client is None:
+            self._client = build_client(self, "cloudwatch")
+        return self._client
+
+    def put(self, namespace: str, metrics: Sequence[Metric]) -> int:
+        """Publish metrics; returns how many data points were sent."""
+        if not self.enabled or not metrics:
+            return 0
+        now = datetime.now(UTC)
+        data = [
+            {
+                "MetricName": metric.name,
+                "Value": float(metric.value),
+                "Unit": metric.unit,
+                "Timestamp": now,
+                "Dimensions": [{"Name": k, "Value": v} for k, v in metric.dimensions.items()],
+            }
+            for metric in metrics
+        ]
+        for chunk in _chunks(data, 1000):  # PutMetricData accepts at most 1,000 values a call
+            self.get_client().put_metric_data(Namespace=namespace, MetricData=chunk)
+        return len(data)
+
+
+class AlertsResource(ResourceWithBoto3Configuration):
+    """SNS alerts to the administrators' topic (they subscribe by email)."""
+
+    topic_arn: str = Field(description="ARN of the SNS topic administrators subscribe to.")
+    _client: Any = PrivateAttr(default=None)
+
+    def get_client(self) -> Any:
+        if self._client is None:
+            self._client = build_client(self, "sns")
+        return self._client
+
+    def publish(self, subject: str, message: dict[str, Any]) -> str:
+        """Publish a JSON alert; returns the SNS message id."""
+        response = self.get_client().publish(
+            TopicArn=self.topic_arn,
+            Subject=subject[:100],  # SNS rejects subjects over 100 characters
+            Message=json.dumps(message, indent=2, default=str),
+        )
+        return response["MessageId"]
+
+
+class SalesStorageResource(ConfigurableResource):
+    """Where the sales pipeline reads packets, writes the star schema and keeps its state."""
+
+    ingestion_bucket: str = Field(description="Bucket the ToteSys JSONL packets land in.")
+    processed_bucket: str = Field(description="Bucket the star-schema Parquet is written to.")
+    ssm_prefix: str = Field(
+        default="/ons_pipeline", description="Parameter Store prefix for packet counters."
+    )
+    state_prefix: str = Field(
+        default="_state/sales",
+        description="Prefix in the processed bucket for the raw history and star snapshots.",
+    )
+    quarantine_prefix: str = Field(
+        default="quarantine/sales", description="Prefix in the processed bucket for bad rows."
+    )
+
+    def last_packet_parameter(self, table: str) -> str:
+        return f"{self.ssm_prefix}/sales/last_packet/{table}"
+
+    def output_sequence_parameter(self, star_table: str) -> str:
+        return f"{self.ssm_prefix}/sales/output_sequence/{star_table}"
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,65 @@
+"""Names shared by the resources, the local stack and deploy/.
+
+Each value is the local default; production overrides it through the environment variable
+named beside it (see README "Configuration").
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+AWS_REGION: Final = "eu-west-2"
+
+INGESTION_BUCKET: Final = "ons-ingestion"  # ONS_INGESTION_BUCKET
+PROCESSED_BUCKET: Final = "ons-processed"  # ONS_PROCESSED_BUCKET
+EVENTS_BUCKET: Final = "ons-visit-events"  # ONS_EVENTS_BUCKET
+CHECKPOINT_BUCKET: Final = "ons-checkpoints"  # ONS_CHECKPOINT_BUCKET
+LAUNCHER_PAYLOAD_BUCKET: Final = "ons-launcher-payloads"  # ONS_LAUNCHER_PAYLOAD_BUCKET
+ALL_BUCKETS: Final = (
+    INGESTION_BUCKET,
+    PROCESSED_BUCKET,
+    EVENTS_BUCKET,
+    CHECKPOINT_BUCKET,
+    LAUNCHER_PAYLOAD_BUCKET,
+)
+
+SSM_PREFIX: Final = "/ons_pipeline"  # ONS_SSM_PREFIX
+ALERT_TOPIC_NAME: Final = "ons-pipeline-alerts"  # ONS_ALERT_TOPIC_ARN holds the full ARN
+METRICS_NAMESPACE_SALES: Final = "ONS/Sales"
+
+TIMESTREAM_DATABASE: Final = "ons_energy"  # TIMESTREAM_DATABASE
+TIMESTREAM_TABLES: Final = ("generation", "consumption", "transmission")
+
+INFLUXDB_ORG: Final = "ons-energy"  # INFLUXDB_ORG
+INFLUXDB_BUCKETS: Final = ("generation_data", "consumption_data", "transmission_data")
+INFLUXDB_LOCAL_TOKEN: Final = "ons-local-dev-token"  # INFLUXDB_TOKEN (local stack only)
+
+SOURCE_TABLES: Final = (
+    "sales_order",
+    "staff",
+    "department",
+    "address",
+    "currency",
+    "design",
+    "counterparty",
+)
+STAR_TABLES: Final = (
+    "fact_sales_order",
+    "dim_date",
+    "dim_staff",
+    "dim_location",
+    "dim_currency",
+    "dim_design",
+    "dim_counterparty",
+)
+
+
+def local_alert_topic_arn(region: str = AWS_REGION) -> str:
+    """The ARN moto gives the alert topic (account 123456789012)."""
+    return f"arn:aws:sns:{region}:123456789012:{ALERT_TOPIC_NAME}"
+
+
+def env_or(name: str, default: str) -> str:
+    """The environment's value for ``name`` or the local default."""
+    return os.environ.get(name) or default

@@ -1,0 +1,463 @@
+"""Sales asset group: ToteSys packets -> raw history -> star schema Parquet.
+
+Commit order makes every step re-runnable: the raw history absorbs a packet idempotently;
+star files are written under deterministic names before the snapshot that says they exist,
+so a crash in between re-writes identical bytes (a no-op) and never skips or duplicates.
+"""
+
+import json
+import time
+from typing import Any
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Backoff,
+    Config,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    multi_asset,
+)
+from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
+from pydantic import Field
+
+from ons_pipeline.resources import (
+    CloudWatchMetricsResource,
+    Metric,
+    ObjectStoreResource,
+    ParameterStoreResource,
+    SalesStorageResource,
+)
+from ons_pipeline.resources.defaults import METRICS_NAMESPACE_SALES
+from ons_pipeline.sales.outputs import (
+    changed_rows,
+    from_parquet_bytes,
+    newest_update,
+    output_key,
+    to_parquet_bytes,
+)
+from ons_pipeline.sales.packets import (
+    ParsedPacket,
+    empty_rows,
+    history_schema,
+    merge_history,
+    packet_key,
+    parse_packet,
+    parse_packet_key,
+)
+from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_KEYS, STAR_SCHEMAS
+from ons_pipeline.sales.transform import SOURCE_TABLES, STAR_TABLES, build_star_schema
+
+SALES_GROUP = "sales"
+RAW_KEYS = {table: AssetKey(["totesys", table]) for table in SOURCE_TABLES}
+STAR_KEYS_BY_TABLE = {table: AssetKey([table]) for table in STAR_TABLES}
+QUARANTINE_KEY = AssetKey(["sales_quarantine"])
+
+# Transient AWS trouble (throttling, a blip in S3) is retried a few minutes apart, as the
+# seed asks; jitter keeps parallel retries from hitting the service in step.
+SALES_RETRY_POLICY = RetryPolicy(
+    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+
+
+class PacketRef(Config):
+    table: str = Field(description="ToteSys source table, e.g. sales_order.")
+    id: int = Field(description="Packet id (sequential per table from 1).")
+
+
+class PacketsConfig(Config):
+    """The seed's trigger payload `{"packets": [{"table": ..., "id": ...}]}`."""
+
+    packets: list[PacketRef] = Field(
+        default_factory=list,
+        description=(
+            "Packets to process. Empty: every packet after the last one recorded in "
+            "Parameter Store."
+        ),
+    )
+
+
+def _history_key(storage: SalesStorageResource, table: str) -> str:
+    return f"{storage.state_prefix}/raw/{table}.parquet"
+
+
+def _snapshot_key(storage: SalesStorageResource, table: str) -> str:
+    return f"{storage.state_prefix}/star/{table}.parquet"
+
+
+def _manifest_key(storage: SalesStorageResource) -> str:
+    return f"{storage.state_prefix}/manifest.json"
+
+
+def load_history(
+    s3: ObjectStoreResource, storage: SalesStorageResource, table: str
+) -> pd.DataFrame:
+    data = s3.get_bytes(storage.processed_bucket, _history_key(storage, table))
+    return empty_rows(table) if data is None else from_parquet_bytes(data)
+
+
+def load_snapshot(
+    s3: ObjectStoreResource, storage: SalesStorageResource, table: str
+) -> pd.DataFrame | None:
+    data = s3.get_bytes(storage.processed_bucket, _snapshot_key(storage, table))
+    return None if data is None else from_parquet_bytes(data)
+
+
+def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
+    """A markdown table of at most `limit` rows for the UI (no tabulate dependency)."""
+    head = frame.head(limit).astype(str)
+    cells = [list(map(str, head.columns)), ["---"] * len(head.columns), *head.to_numpy().tolist()]
+    return MetadataValue.md(
+        "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells)
+    )
+
+
+def _discover_packets(
+    context: AssetExecutionContext,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
+    for table in SOURCE_TABLES:
+        last = ssm.get_int(storage.last_packet_parameter(table)) or 0
+        start_after = packet_key(table, last) if last else None
+        listing = s3.list_after(storage.ingestion_bucket, f"{table}/", start_after, max_pages=100)
+        found.extend(
+            parsed for key in listing.keys if (parsed := parse_packet_key(key)) is not None
+        )
+    context.log.info(f"No packets in run config; found {len(found)} new in the bucket")
+    return found
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            RAW_KEYS[table],
+            group_name=SALES_GROUP,
+            description=(
+                f"Every distinct ToteSys `{table}` row delivered so far (JSONL packets from "
+                "the ingestion bucket), kept as Parquet history so the star schema can join "
+                "rows across packets."
+            ),
+            kinds={"s3", "parquet"},
+        )
+        for table in SOURCE_TABLES
+    ],
+    name="totesys_raw",
+    retry_policy=SALES_RETRY_POLICY,
+    can_subset=False,
+)
+def totesys_raw(
+    context: AssetExecutionContext,
+    config: PacketsConfig,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    metrics: CloudWatchMetricsResource,
+    sales_storage: SalesStorageResource,
+) -> Any:
+    """Absorb the requested packets into each table's raw history and record their ids."""
+    storage = sales_storage
+    requested = [(ref.table, ref.id) for ref in config.packets] or _discover_packets(
+        context, s3, ssm, storage
+    )
+    unknown = sorted({table for table, _ in requested} - set(SOURCE_TABLES))
+    if unknown:
+        raise ValueError(f"Unknown ToteSys tables in packets payload: {unknown}")
+    by_table: dict[str, list[int]] = {table: [] for table in SOURCE_TABLES}
+    for table, packet_id in sorted(set(requested)):
+        by_table[table].append(packet_id)
+
+    metric_data: list[Metric] = []
+    for table in SOURCE_TABLES:
+        packets: list[ParsedPacket] = []
+        for packet_id in by_table[table]:
+            key = packet_key(table, packet_id)
+            body = s3.get_bytes(storage.ingestion_bucket, key)
+            if body is None:
+                raise FileNotFoundError(
+                    f"Packet s3://{storage.ingestion_bucket}/{key} does not exist"
+                )
+            packets.append(parse_packet(table, packet_id, body))
+        history = load_history(s3, storage, table)
+        merged = merge_history(history, packets, table)
+        malformed = [p.malformed for p in packets if not p.malformed.empty]
+        lines = sum(p.lines for p in packets)
+        parsed = sum(len(p.rows) for p in packets)
+        quarantined = sum(len(frame) for frame in malformed)
+        new_rows = len(merged) - len(history)
+        if new_rows:
+            s3.put_bytes(
+                storage.processed_bucket,
+                _history_key(storage, table),
+                to_parquet_bytes(merged, history_schema(table)),
+                "application/vnd.apache.parquet",
+            )
+        quarantine_uris = []
+        for packet in packets:
+            if packet.malformed.empty:
+                continue
+            name = f"{table}-packet-{packet.packet_id:08d}.jsonl"
+            key = f"{storage.quarantine_prefix}/raw/{table}/{name}"
+            s3.put_bytes(
+                storage.processed_bucket,
+                key,
+                packet.malformed.to_json(orient="records", lines=True).encode(),
+                "application/x-ndjson",
+            )
+            quarantine_uris.append(f"s3://{storage.processed_bucket}/{key}")
+        _record_packet_ids(context, ssm, storage, table, by_table[table])
+        metric_data += [
+            Metric("PacketRowsRead", lines, dimensions={"Table": table}),
+            Metric("RowsQuarantined", quarantined, dimensions={"Table": table, "Stage": "raw"}),
+        ]
+        yield MaterializeResult(
+            asset_key=RAW_KEYS[table],
+            metadata={
+                "packets": MetadataValue.json(by_table[table]),
+                "lines_read": lines,
+                "rows_parsed": parsed,
+                "rows_quarantined": quarantined,
+                "rows_already_seen": parsed - new_rows,
+                "new_rows": new_rows,
+                "dagster/row_count": len(merged),
+                "history_uri": MetadataValue.path(
+                    f"s3://{storage.processed_bucket}/{_history_key(storage, table)}"
+                ),
+                "quarantine_uris": MetadataValue.json(quarantine_uris),
+            },
+        )
+    metrics.put(METRICS_NAMESPACE_SALES, metric_data)
+
+
+def _record_packet_ids(
+    context: AssetExecutionContext,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+    table: str,
+    packet_ids: list[int],
+) -> None:
+    """Move the table's last-packet parameter forward, warning on gaps (the seed's rule)."""
+    name = storage.last_packet_parameter(table)
+    last = ssm.get_int(name) or 0
+    for packet_id in packet_ids:
+        if packet_id <= last:
+            context.log.info(f"{table} packet {packet_id} was already processed (last {last})")
+            continue
+        if packet_id != last + 1:
+            context.log.warning(f"{table} packets are not sequential: got {packet_id} after {last}")
+        ssm.put_int(name, packet_id, description=f"Last ToteSys {table} packet processed")
+        last = packet_id
+
+
+def _star_check_specs() -> list[AssetCheckSpec]:
+    specs = [
+        AssetCheckSpec(
+            "rows_accounted_for",
+            asset=STAR_KEYS_BY_TABLE["fact_sales_order"],
+            description="Every raw row is written, quarantined, folded as a re-delivery or "
+            "superseded by a newer version: none vanish.",
+        )
+    ]
+    for table in STAR_TABLES:
+        specs += [
+            AssetCheckSpec(
+                "keys_unique",
+                asset=STAR_KEYS_BY_TABLE[table],
+                description=f"{'/'.join(STAR_KEYS[table])} identifies one row.",
+            ),
+            AssetCheckSpec(
+                "required_columns_not_null",
+                asset=STAR_KEYS_BY_TABLE[table],
+                description="No non-nullable column of the contract holds a null.",
+            ),
+        ]
+    return specs
+
+
+@multi_asset(
+    specs=[
+        *[
+            AssetSpec(
+                STAR_KEYS_BY_TABLE[table],
+                group_name=SALES_GROUP,
+                deps=list(RAW_KEYS.values()),
+                description=description,
+                kinds={"s3", "parquet"},
+            )
+            for table, description in {
+                "fact_sales_order": "Sales order history: one row per version of an order "
+                "(sales_order_id, last_updated), for analysts' revenue and volume questions.",
+                "dim_date": "Every calendar date a sales fact refers to, with its parts.",
+                "dim_staff": "Latest version of each sales staff member with department.",
+                "dim_location": "Latest version of each delivery address.",
+                "dim_currency": "Currencies with their ISO 4217 English names.",
+                "dim_design": "Latest version of each product design.",
+                "dim_counterparty": "Latest version of each counterparty with legal address.",
+            }.items()
+        ],
+        AssetSpec(
+            QUARANTINE_KEY,
+            group_name=SALES_GROUP,
+            deps=list(RAW_KEYS.values()),
+            description="Source rows the star schema could not use, each with its reason.",
+            kinds={"s3"},
+        ),
+    ],
+    check_specs=_star_check_specs(),
+    name="sales_star_schema",
+    retry_policy=SALES_RETRY_POLICY,
+    can_subset=False,
+)
+def sales_star_schema(
+    context: AssetExecutionContext,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    metrics: CloudWatchMetricsResource,
+    sales_storage: SalesStorageResource,
+) -> Any:
+    """Build the star schema from the raw history and write what changed as Parquet."""
+    started = time.monotonic()
+    storage = sales_storage
+    bucket = storage.processed_bucket
+    raw = {table: load_history(s3, storage, table) for table in SOURCE_TABLES}
+    result = build_star_schema(raw)
+    watermark = newest_update(raw)
+    manifest_data = s3.get_bytes(bucket, _manifest_key(storage))
+    manifest: dict[str, Any] = json.loads(manifest_data) if manifest_data else {}
+    sequences: dict[str, int] = dict(manifest.get("output_sequence", {}))
+
+    written: dict[str, dict[str, Any]] = {}
+    outputs = {**result.tables, "quarantine": result.quarantine}
+    schemas = {**STAR_SCHEMAS, "quarantine": QUARANTINE_SCHEMA}
+    for table, frame in outputs.items():
+        delta = changed_rows(frame, load_snapshot(s3, storage, table))
+        entry: dict[str, Any] = {"rows": len(frame), "changed_rows": len(delta), "uri": None}
+        if len(delta) and watermark is not None:
+            sequence = sequences.get(table, 0) + 1
+            key = output_key(table, sequence, watermark)
+            if table == "quarantine":
+                key = f"{storage.quarantine_prefix}/star/{key.split('/', 1)[1]}"
+            outcome = s3.put_bytes_once(
+                bucket,
+                key,
+                to_parquet_bytes(delta, schemas[table]),
+                "application/vnd.apache.parquet",
+            )
+            entry.update(uri=f"s3://{bucket}/{key}", outcome=outcome, sequence=sequence)
+            sequences[table] = sequence
+        written[table] = entry
+
+    # Commit: snapshots first, then the manifest that names the new sequences, then SSM.
+    for table, frame in outputs.items():
+        if written[table]["changed_rows"]:
+            s3.put_bytes(
+                bucket,
+                _snapshot_key(storage, table),
+                to_parquet_bytes(frame, schemas[table]),
+                "application/vnd.apache.parquet",
+            )
+    if sequences != manifest.get("output_sequence", {}):
+        manifest = {"output_sequence": sequences, "watermark": str(watermark)}
+        s3.put_bytes(
+            bucket, _manifest_key(storage), json.dumps(manifest).encode(), "application/json"
+        )
+    for table, sequence in sequences.items():
+        if (
+            table != "quarantine"
+            and ssm.get_int(storage.output_sequence_parameter(table)) != sequence
+        ):
+            ssm.put_int(storage.output_sequence_parameter(table), sequence, f"Last {table} file")
+
+    accounting = result.accounting
+    reasons = result.quarantine["reason"].value_counts().to_dict() if len(result.quarantine) else {}
+    for table in STAR_TABLES:
+        frame = result.tables[table]
+        entry = written[table]
+        yield MaterializeResult(
+            asset_key=STAR_KEYS_BY_TABLE[table],
+            metadata={
+                "dagster/row_count": len(frame),
+                "dagster/column_schema": create_table_schema_metadata_from_dataframe(frame),
+                "changed_rows": entry["changed_rows"],
+                "s3_uri": MetadataValue.path(entry["uri"] or "unchanged: no file written"),
+                "output_sequence": entry.get("sequence", sequences.get(table, 0)),
+                "preview": markdown_table(frame),
+                **(
+                    {
+                        "quarantined_by_reason": MetadataValue.json(reasons),
+                        "accounting": markdown_table(accounting),
+                    }
+                    if table == "fact_sales_order"
+                    else {}
+                ),
+            },
+        )
+        yield from _table_checks(table, frame)
+    balance = accounting["rows_in"] - accounting[
+        ["written", "quarantined", "deduplicated", "superseded"]
+    ].sum(axis=1)
+    yield AssetCheckResult(
+        check_name="rows_accounted_for",
+        asset_key=STAR_KEYS_BY_TABLE["fact_sales_order"],
+        passed=bool((balance == 0).all()),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "accounting": markdown_table(accounting),
+            "unaccounted_rows": int(balance.abs().sum()),
+        },
+    )
+    quarantine = result.quarantine
+    yield MaterializeResult(
+        asset_key=QUARANTINE_KEY,
+        metadata={
+            "dagster/row_count": len(quarantine),
+            "new_rows": written["quarantine"]["changed_rows"],
+            "s3_uri": MetadataValue.path(written["quarantine"]["uri"] or "unchanged"),
+            "by_reason": MetadataValue.json(reasons),
+            "preview": markdown_table(quarantine),
+        },
+    )
+    elapsed = time.monotonic() - started
+    metrics.put(
+        METRICS_NAMESPACE_SALES,
+        [
+            *(
+                Metric("RowsProcessed", written[t]["changed_rows"], dimensions={"Table": t})
+                for t in STAR_TABLES
+            ),
+            Metric("RowsQuarantined", len(quarantine), dimensions={"Stage": "star"}),
+            Metric("StarSchemaDuration", elapsed, unit="Seconds"),
+        ],
+    )
+
+
+def _table_checks(table: str, frame: pd.DataFrame) -> list[AssetCheckResult]:
+    key_columns = list(STAR_KEYS[table])
+    duplicates = int(frame.duplicated(subset=key_columns).sum())
+    required = [f.name for f in STAR_SCHEMAS[table] if not f.nullable]
+    nulls = {column: int(frame[column].isna().sum()) for column in required}
+    nulls = {column: count for column, count in nulls.items() if count}
+    return [
+        AssetCheckResult(
+            check_name="keys_unique",
+            asset_key=STAR_KEYS_BY_TABLE[table],
+            passed=duplicates == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"duplicate_keys": duplicates, "key": ", ".join(key_columns)},
+        ),
+        AssetCheckResult(
+            check_name="required_columns_not_null",
+            asset_key=STAR_KEYS_BY_TABLE[table],
+            passed=not nulls,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"null_counts": MetadataValue.json(nulls)},
+        ),
+    ]

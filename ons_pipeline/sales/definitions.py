@@ -1,0 +1,17 @@
+"""Everything the sales asset group contributes to the code location."""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from ons_pipeline.sales.assets import sales_star_schema, totesys_raw
+from ons_pipeline.sales.checks import fact_foreign_keys_exist
+from ons_pipeline.sales.jobs import sales_job
+from ons_pipeline.sales.sensors import totesys_packet_sensor
+
+defs = Definitions(
+    assets=[totesys_raw, sales_star_schema],
+    asset_checks=[fact_foreign_keys_exist],
+    jobs=[sales_job],
+    sensors=[totesys_packet_sensor],
+)

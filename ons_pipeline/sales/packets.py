@@ -1,0 +1,193 @@
+"""ToteSys packets: keys, JSON-lines parsing and the per-table raw history (no Dagster)."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from ons_pipeline.sales.schema import (
+    LINE_NO,
+    PACKET_ID,
+    PRIMARY_KEYS,
+    QUARANTINE_SCHEMA,
+    SOURCE_COLUMNS,
+    source_arrow_schema,
+)
+
+_KEY_RE: Final = re.compile(r"^(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>\d{8})\.jsonl$")
+
+
+def packet_key(table: str, packet_id: int) -> str:
+    """The ingestion key of a packet; zero-padded so keys sort in arrival order."""
+    if table not in SOURCE_COLUMNS:
+        raise ValueError(
+            f"unknown ToteSys table {table!r}; expected one of {sorted(SOURCE_COLUMNS)}"
+        )
+    if packet_id < 1 or packet_id > 99_999_999:
+        raise ValueError(f"packet id {packet_id} out of range 1..99999999")
+    return f"{table}/{table}-packet-{packet_id:08d}.jsonl"
+
+
+def parse_packet_key(key: str) -> tuple[str, int] | None:
+    """(table, packet id) of an ingestion key, or None for any other object."""
+    match = _KEY_RE.match(key)
+    if match is None or match["table"] not in SOURCE_COLUMNS:
+        return None
+    return match["table"], int(match["id"])
+
+
+@dataclass(frozen=True)
+class ParsedPacket:
+    table: str
+    packet_id: int
+    rows: pd.DataFrame
+    malformed: pd.DataFrame  # quarantine rows for lines that are not JSON objects
+    lines: int
+
+
+def parse_packet(table: str, packet_id: int, body: bytes) -> ParsedPacket:
+    """Read one JSONL packet into typed rows, quarantining lines that are not JSON objects.
+
+    The fast path is Arrow's multi-threaded JSON reader; only a packet it refuses (a broken
+    line, a value of the wrong JSON type) is re-read line by line to find the culprits.
+    """
+    schema = source_arrow_schema(table)
+    lines = body.count(b"\n") + (0 if body.endswith(b"\n") or not body else 1)
+    if not body.strip():
+        return ParsedPacket(table, packet_id, empty_rows(table), _no_quarantine(), 0)
+    try:
+        arrow = pa_json.read_json(
+            io.BytesIO(body),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="ignore"
+            ),
+        )
+    except pa.ArrowInvalid:
+        return _parse_line_by_line(table, packet_id, body)
+    if arrow.num_rows != _count_nonblank_lines(body):
+        return _parse_line_by_line(table, packet_id, body)
+    rows = arrow.to_pandas(types_mapper=pd.ArrowDtype)
+    rows[PACKET_ID] = pd.Series(np.int64(packet_id), index=rows.index, dtype="int64[pyarrow]")
+    rows[LINE_NO] = pd.Series(_nonblank_line_numbers(body), dtype="int64[pyarrow]")
+    return ParsedPacket(table, packet_id, rows, _no_quarantine(), lines)
+
+
+def empty_rows(table: str) -> pd.DataFrame:
+    """A typed, empty raw table (the history before the first packet)."""
+    return history_schema(table).empty_table().to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _count_nonblank_lines(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line.strip())
+
+
+def _nonblank_line_numbers(body: bytes) -> np.ndarray:
+    return np.array(
+        [number for number, line in enumerate(body.splitlines(), 1) if line.strip()],
+        dtype=np.int64,
+    )
+
+
+def _parse_line_by_line(table: str, packet_id: int, body: bytes) -> ParsedPacket:
+    kinds = SOURCE_COLUMNS[table]
+    good: list[dict[str, object]] = []
+    good_lines: list[int] = []
+    bad: list[dict[str, object]] = []
+    raw_lines = body.splitlines()
+    for number, line in enumerate(raw_lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            reason, detail = "malformed_json", str(error)
+        else:
+            if not isinstance(record, dict):
+                reason, detail = "malformed_json", f"the line is a JSON {type(record).__name__}"
+            else:
+                mistyped = next(
+                    (
+                        name
+                        for name, (kind, _) in kinds.items()
+                        if not _is_kind(record.get(name), kind)
+                    ),
+                    None,
+                )
+                if mistyped is None:
+                    good.append(record)
+                    good_lines.append(number)
+                    continue
+                reason, detail = "invalid_value", mistyped
+        bad.append(
+            {
+                "table": table,
+                "id": _id_of(record, table) if reason == "invalid_value" else None,
+                "reason": reason,
+                "detail": detail,
+                "packet_id": packet_id,
+                "line": number,
+                "record": line.decode("utf-8", errors="replace"),
+            }
+        )
+    rows = (
+        pa.Table.from_pylist(good, schema=source_arrow_schema(table)).to_pandas(
+            types_mapper=pd.ArrowDtype
+        )
+        if good
+        else empty_rows(table).drop(columns=[PACKET_ID, LINE_NO])
+    )
+    rows[PACKET_ID] = pd.Series(np.int64(packet_id), index=rows.index, dtype="int64[pyarrow]")
+    rows[LINE_NO] = pd.Series(np.array(good_lines, dtype=np.int64), dtype="int64[pyarrow]")
+    malformed = pd.DataFrame(bad, columns=QUARANTINE_SCHEMA.names)
+    return ParsedPacket(table, packet_id, rows, malformed, len(raw_lines))
+
+
+def _is_kind(value: object, kind: str) -> bool:
+    """Whether a JSON value fits a column (null always does: the transform judges nulls)."""
+    if value is None:
+        return True
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63
+    if kind == "price":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _id_of(record: dict[str, object], table: str) -> str | None:
+    value = record.get(PRIMARY_KEYS[table])
+    return None if value is None else str(value)
+
+
+def _no_quarantine() -> pd.DataFrame:
+    return pd.DataFrame(columns=QUARANTINE_SCHEMA.names)
+
+
+def merge_history(history: pd.DataFrame, packets: list[ParsedPacket], table: str) -> pd.DataFrame:
+    """Every distinct source row seen so far: a re-delivered line adds nothing.
+
+    A row keeps its first delivery's (packet, line), so later versions sort after it.
+    """
+    frames = [history, *(packet.rows for packet in packets)]
+    frames = [frame for frame in frames if not frame.empty]
+    if not frames:
+        return empty_rows(table)
+    merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    keep = ~merged.duplicated(subset=list(SOURCE_COLUMNS[table]), keep="first")
+    return merged[keep.to_numpy()].reset_index(drop=True)
+
+
+def history_schema(table: str) -> pa.Schema:
+    """The Parquet schema of a table's raw history."""
+    return (
+        source_arrow_schema(table)
+        .append(pa.field(PACKET_ID, pa.int64()))
+        .append(pa.field(LINE_NO, pa.int64()))
+    )

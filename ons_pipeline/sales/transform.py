@@ -1,0 +1,469 @@
+"""ToteSys source rows to the sales star schema: pure, vectorised, no Dagster.
+
+Every input row ends in exactly one place: a star table, the quarantine (with a reason), or
+one of two counted folds (an exact re-delivery, an older version of a dimension row).
+`StarSchemaResult.accounting` counts those places per source table so the assets can prove
+rows in = rows written + rows quarantined (+ the folds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ons_pipeline.sales.schema import (
+    CURRENCY_NAMES,
+    LINE_NO,
+    PACKET_ID,
+    PRICE_TYPE,
+    PRIMARY_KEYS,
+    QUARANTINE_SCHEMA,
+    SOURCE_COLUMNS,
+    STAR_SCHEMAS,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+SOURCE_TABLES: Final = tuple(SOURCE_COLUMNS)
+STAR_TABLES: Final = tuple(STAR_SCHEMAS)
+
+_TIMESTAMP_RE: Final = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
+_DATE_RE: Final = r"^\d{4}-\d{2}-\d{2}$"
+_MAX_PRICE: Final = 99_999_999.99  # decimal(10, 2)
+_ORDER: Final = "_order"
+
+# Which star table a source table's surviving rows end up in (department only feeds dim_staff).
+WRITTEN_TO: Final[dict[str, str | None]] = {
+    "sales_order": "fact_sales_order",
+    "staff": "dim_staff",
+    "department": None,
+    "address": "dim_location",
+    "currency": "dim_currency",
+    "design": "dim_design",
+    "counterparty": "dim_counterparty",
+}
+
+
+@dataclass(frozen=True)
+class StarSchemaResult:
+    tables: dict[str, pd.DataFrame]
+    quarantine: pd.DataFrame
+    accounting: pd.DataFrame
+
+
+def to_star_schema(raw: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The seven full star tables plus `quarantine` from every source row seen so far.
+
+    `raw` maps source table names to DataFrames of JSON-native values (as `json.loads` gives
+    them, or as typed by the packet reader); missing tables count as empty.
+    """
+    result = build_star_schema(raw)
+    return {**result.tables, "quarantine": result.quarantine}
+
+
+def build_star_schema(raw: Mapping[str, pd.DataFrame]) -> StarSchemaResult:
+    """`to_star_schema` with the per-source-table accounting the asset checks use."""
+    quarantine: list[pd.DataFrame] = []
+    counts: dict[str, dict[str, int]] = {}
+    valid: dict[str, pd.DataFrame] = {}
+    for table in SOURCE_TABLES:
+        frame = raw.get(table)
+        frame = frame if frame is not None else pd.DataFrame()
+        typed, rejected, deduplicated = normalise_source(table, frame)
+        quarantine.append(rejected)
+        valid[table] = typed
+        counts[table] = {
+            "rows_in": len(frame),
+            "deduplicated": deduplicated,
+            "superseded": 0,
+        }
+
+    latest: dict[str, pd.DataFrame] = {}
+    for table in ("staff", "department", "address", "currency", "design", "counterparty"):
+        latest[table] = _latest_versions(valid[table], PRIMARY_KEYS[table])
+        counts[table]["superseded"] = len(valid[table]) - len(latest[table])
+
+    departments = latest["department"]
+    staff = latest["staff"]
+    orphan_staff = ~staff["department_id"].isin(departments["department_id"])
+    quarantine.append(
+        _quarantine_rows("staff", staff[orphan_staff], "staff_without_department", "department_id")
+    )
+    staff = staff[~orphan_staff].merge(
+        departments[["department_id", "department_name", "location"]],
+        on="department_id",
+        how="left",
+        validate="many_to_one",
+    )
+
+    addresses = latest["address"]
+    counterparties = latest["counterparty"]
+    homeless = ~counterparties["legal_address_id"].isin(addresses["address_id"])
+    quarantine.append(
+        _quarantine_rows(
+            "counterparty", counterparties[homeless], "missing_dimension", "legal_address_id"
+        )
+    )
+    counterparties = counterparties[~homeless].merge(
+        addresses.add_prefix("legal_"),
+        left_on="legal_address_id",
+        right_on="legal_address_id",
+        how="left",
+        validate="many_to_one",
+    )
+
+    tables: dict[str, pd.DataFrame] = {
+        "dim_staff": _frame(
+            "dim_staff",
+            {
+                "staff_id": staff["staff_id"],
+                "first_name": staff["first_name"],
+                "last_name": staff["last_name"],
+                "department_name": staff["department_name"],
+                "location": staff["location"],
+                "email_address": staff["email_address"],
+            },
+        ),
+        "dim_location": _frame(
+            "dim_location",
+            {
+                "location_id": addresses["address_id"],
+                **{
+                    column: addresses[column]
+                    for column in (
+                        "address_line_1",
+                        "address_line_2",
+                        "district",
+                        "city",
+                        "postal_code",
+                        "country",
+                        "phone",
+                    )
+                },
+            },
+        ),
+        "dim_currency": _frame(
+            "dim_currency",
+            {
+                "currency_id": latest["currency"]["currency_id"],
+                "currency_code": latest["currency"]["currency_code"],
+                "currency_name": latest["currency"]["currency_code"].map(CURRENCY_NAMES),
+            },
+        ),
+        "dim_design": _frame(
+            "dim_design",
+            {
+                column: latest["design"][column]
+                for column in ("design_id", "design_name", "file_location", "file_name")
+            },
+        ),
+        "dim_counterparty": _frame(
+            "dim_counterparty",
+            {
+                "counterparty_id": counterparties["counterparty_id"],
+                "counterparty_legal_name": counterparties["counterparty_legal_name"],
+                "counterparty_legal_address_line_1": counterparties["legal_address_line_1"],
+                "counterparty_legal_address_line_2": counterparties["legal_address_line_2"],
+                "counterparty_legal_district": counterparties["legal_district"],
+                "counterparty_legal_city": counterparties["legal_city"],
+                "counterparty_legal_postal_code": counterparties["legal_postal_code"],
+                "counterparty_legal_country": counterparties["legal_country"],
+                "counterparty_legal_phone_number": counterparties["legal_phone"],
+            },
+        ),
+    }
+
+    orders, order_rejects = _fact_rows(valid["sales_order"], tables)
+    quarantine.append(order_rejects)
+    tables["fact_sales_order"] = _fact_frame(orders)
+    tables["dim_date"] = _dim_date(tables["fact_sales_order"])
+    tables = {name: tables[name] for name in STAR_TABLES}
+
+    quarantine_frame = _frame("quarantine", _concat_quarantine(quarantine))
+    per_table = quarantine_frame["table"].value_counts()
+    for table in SOURCE_TABLES:
+        target = WRITTEN_TO[table]
+        counts[table]["quarantined"] = int(per_table.get(table, 0))
+        counts[table]["written"] = len(tables[target]) if target else len(departments)
+    accounting = pd.DataFrame.from_dict(counts, orient="index").rename_axis("table").reset_index()
+    return StarSchemaResult(tables=tables, quarantine=quarantine_frame, accounting=accounting)
+
+
+def normalise_source(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """Typed valid rows, quarantined rows, and how many exact re-deliveries were folded.
+
+    The first failing rule names a row's reason: `missing_required_key`, then `invalid_value`,
+    then the table's own rules (`negative_units_sold`, `unknown_currency_code`).
+    """
+    columns = SOURCE_COLUMNS[table]
+    n = len(frame)
+    reason = np.full(n, None, dtype=object)
+    detail = np.full(n, None, dtype=object)
+
+    def flag(mask: np.ndarray, code: str, why: str | None) -> None:
+        hit = mask & pd.isna(reason)
+        reason[hit] = code
+        detail[hit] = why
+
+    typed: dict[str, pd.Series] = {}
+    for name, (_, required) in columns.items():
+        if required:
+            absent = frame[name].isna().to_numpy() if name in frame else np.ones(n, dtype=bool)
+            flag(absent, "missing_required_key", name)
+    for name, (kind, _) in columns.items():
+        if name not in frame.columns:
+            typed[name] = pd.Series([None] * n, index=frame.index, dtype=object)
+            continue
+        values, bad = _coerce(frame[name], kind)
+        typed[name] = values
+        flag(bad, "invalid_value", name)
+    if table == "sales_order":
+        flag((typed["units_sold"] < 0).fillna(False).to_numpy(), "negative_units_sold", None)
+    if table == "currency":
+        known = typed["currency_code"].isin(list(CURRENCY_NAMES)).to_numpy()
+        flag(~known & typed["currency_code"].notna().to_numpy(), "unknown_currency_code", None)
+
+    bad_rows = pd.notna(reason)
+    rejected = _quarantine_rows(
+        table, frame[bad_rows], pd.Series(reason[bad_rows]), pd.Series(detail[bad_rows])
+    )
+    out = pd.DataFrame(typed, index=frame.index)[~bad_rows]
+    out[_ORDER] = _delivery_order(frame)[~bad_rows]
+    before = len(out)
+    out = out.drop_duplicates(subset=list(columns), keep="first")
+    return out.reset_index(drop=True), rejected, before - len(out)
+
+
+def _delivery_order(frame: pd.DataFrame) -> np.ndarray:
+    """Rank rows by delivery (packet, line) so a later delivery wins a tie on last_updated."""
+    if PACKET_ID in frame.columns and LINE_NO in frame.columns:
+        keys = (frame[LINE_NO].to_numpy(dtype="int64"), frame[PACKET_ID].to_numpy(dtype="int64"))
+        order = np.empty(len(frame), dtype=np.int64)
+        order[np.lexsort(keys)] = np.arange(len(frame))
+        return order
+    return np.arange(len(frame), dtype=np.int64)
+
+
+def _coerce(values: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
+    """A column in its typed form and the mask of non-null values that are not of its kind."""
+    if kind in {"int", "price"}:
+        numeric, bad = _numbers(values)
+        if kind == "int":
+            fractional = numeric.notna() & (numeric != np.floor(numeric))
+            bad |= (fractional | (numeric.abs() >= 2**63)).to_numpy()
+            return numeric.where(~bad).astype("Int64"), bad
+        cents = np.rint(numeric * 100)
+        inexact = numeric.notna() & ((cents / 100 != numeric) | (numeric.abs() > _MAX_PRICE))
+        bad |= inexact.to_numpy()
+        return numeric.where(~bad), bad
+    text, bad = _strings(values)
+    if kind == "str":
+        return pd.Series(text.to_pandas(types_mapper=pd.ArrowDtype), index=values.index), bad
+    pattern = _TIMESTAMP_RE if kind == "timestamp" else _DATE_RE
+    shaped = pc.fill_null(pc.match_substring_regex(text, pattern), False)
+    candidates = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
+    try:
+        parsed = pc.cast(candidates, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:  # a well-shaped but impossible value, e.g. month 13
+        parsed = pd.to_datetime(candidates.to_pandas(), format="ISO8601", errors="coerce").to_numpy(
+            dtype="datetime64[us]"
+        )
+    stamps = pd.Series(parsed, index=values.index, dtype="datetime64[us]")
+    bad |= values.notna().to_numpy() & stamps.isna().to_numpy()
+    return stamps, bad
+
+
+def _numbers(values: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    notna = values.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return pd.Series(np.nan, index=values.index), notna
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return values.astype("float64"), np.zeros(len(values), dtype=bool)
+    # Object columns only come from hand-built or line-by-line parsed rows, never the fast path.
+    is_number = values.map(
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    ).to_numpy(dtype=bool)
+    numeric = pd.to_numeric(values.where(is_number), errors="coerce").astype("float64")
+    return numeric, notna & ~is_number
+
+
+def _strings(values: pd.Series) -> tuple[pa.Array, np.ndarray]:
+    """The column as an Arrow string array (non-strings nulled) and the non-string mask."""
+    dtype = values.dtype
+    if isinstance(dtype, pd.ArrowDtype) and pa.types.is_string(dtype.pyarrow_dtype):
+        return pa.array(values.array), np.zeros(len(values), dtype=bool)
+    if isinstance(dtype, pd.StringDtype):
+        return pa.array(values.astype(object), type=pa.string(), from_pandas=True), np.zeros(
+            len(values), dtype=bool
+        )
+    is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    text = pa.array(values.where(is_text, None).astype(object), type=pa.string(), from_pandas=True)
+    return text, values.notna().to_numpy() & ~is_text
+
+
+def _latest_versions(frame: pd.DataFrame, key: str) -> pd.DataFrame:
+    ordered = frame.sort_values([key, "last_updated", _ORDER], kind="stable")
+    return ordered.drop_duplicates(subset=[key], keep="last").reset_index(drop=True)
+
+
+def _fact_rows(
+    orders: pd.DataFrame, dims: Mapping[str, pd.DataFrame]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fact history rows and the quarantined ones (conflicting versions, dangling keys)."""
+    ordered = orders.sort_values(["sales_order_id", "last_updated", _ORDER], kind="stable")
+    conflicting = ordered.duplicated(subset=["sales_order_id", "last_updated"], keep="last")
+    rejects = [
+        _quarantine_rows(
+            "sales_order",
+            ordered[conflicting],
+            "conflicting_version",
+            "a later delivery of the same sales_order_id and last_updated differs",
+        )
+    ]
+    kept = ordered[~conflicting]
+    checks = (
+        ("staff_id", "dim_staff", "staff_id"),
+        ("counterparty_id", "dim_counterparty", "counterparty_id"),
+        ("currency_id", "dim_currency", "currency_id"),
+        ("design_id", "dim_design", "design_id"),
+        ("agreed_delivery_location_id", "dim_location", "location_id"),
+    )
+    dangling = pd.Series(None, index=kept.index, dtype=object)
+    for column, dim, dim_key in checks:
+        known = kept[column].isin(dims[dim][dim_key].to_numpy(dtype="int64"))
+        dangling = dangling.mask(dangling.isna() & ~known, column)
+    has_dangling = dangling.notna()
+    rejects.append(
+        _quarantine_rows(
+            "sales_order", kept[has_dangling], "missing_dimension", dangling[has_dangling]
+        )
+    )
+    return kept[~has_dangling].reset_index(drop=True), pd.concat(rejects, ignore_index=True)
+
+
+def _fact_frame(orders: pd.DataFrame) -> pd.DataFrame:
+    created = orders["created_at"]
+    updated = orders["last_updated"]
+    identity = pd.DataFrame(
+        {"id": orders["sales_order_id"].astype("int64"), "at": updated.astype("int64")}
+    )
+    record_id = (
+        pd.util.hash_pandas_object(identity, index=False).to_numpy() >> np.uint64(1)
+    ).astype(np.int64)
+    return _frame(
+        "fact_sales_order",
+        {
+            "sales_record_id": record_id,
+            "sales_order_id": orders["sales_order_id"],
+            "created_date": _dates(created),
+            "created_time": _times(created),
+            "last_updated_date": _dates(updated),
+            "last_updated_time": _times(updated),
+            "sales_staff_id": orders["staff_id"],
+            "counterparty_id": orders["counterparty_id"],
+            "units_sold": orders["units_sold"],
+            "unit_price": pa.array(orders["unit_price"].to_numpy(dtype="float64")).cast(PRICE_TYPE),
+            "currency_id": orders["currency_id"],
+            "design_id": orders["design_id"],
+            "agreed_payment_date": _dates(orders["agreed_payment_date"]),
+            "agreed_delivery_date": _dates(orders["agreed_delivery_date"]),
+            "agreed_delivery_location_id": orders["agreed_delivery_location_id"],
+        },
+    )
+
+
+def _dim_date(facts: pd.DataFrame) -> pd.DataFrame:
+    columns = ("created_date", "last_updated_date", "agreed_payment_date", "agreed_delivery_date")
+    referenced = pa.chunked_array(
+        [pa.array(facts[column].array, type=pa.date32()) for column in columns], type=pa.date32()
+    )
+    days = pc.unique(referenced).sort()
+    stamps = pd.DatetimeIndex(days.cast(pa.timestamp("s")).to_numpy(zero_copy_only=False))
+    return _frame(
+        "dim_date",
+        {
+            "date_id": days,
+            "year": stamps.year,
+            "month": stamps.month,
+            "day": stamps.day,
+            "day_of_week": stamps.dayofweek,
+            "day_name": stamps.day_name(),
+            "month_name": stamps.month_name(),
+            "quarter": stamps.quarter,
+        },
+    )
+
+
+def _dates(stamps: pd.Series) -> pa.Array:
+    return pa.array(stamps.to_numpy(dtype="datetime64[us]")).cast(pa.date32())
+
+
+def _times(stamps: pd.Series) -> pa.Array:
+    micros = stamps.to_numpy(dtype="datetime64[us]").astype(np.int64) % 86_400_000_000
+    return pa.array(micros, type=pa.int64()).cast(pa.time64("us"))
+
+
+def _frame(name: str, columns: Mapping[str, object]) -> pd.DataFrame:
+    """A star (or quarantine) table with its contract's exact Arrow types."""
+    schema = QUARANTINE_SCHEMA if name == "quarantine" else STAR_SCHEMAS[name]
+    arrays = []
+    for field in schema:
+        values = columns[field.name]
+        if isinstance(values, pa.Array | pa.ChunkedArray):
+            array = values
+        elif isinstance(values, pd.Series | pd.Index):
+            array = pa.Array.from_pandas(values)
+        else:
+            array = pa.array(values, from_pandas=True)
+        arrays.append(array.cast(field.type))
+    return pa.Table.from_arrays(arrays, schema=schema).to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _quarantine_rows(
+    table: str,
+    rows: pd.DataFrame,
+    reason: str | pd.Series,
+    detail: str | pd.Series | None,
+) -> pd.DataFrame:
+    """Quarantine entries carrying the row as JSON so nothing about it is lost."""
+    if rows.empty:
+        return pd.DataFrame(columns=[field.name for field in QUARANTINE_SCHEMA])
+    source = [c for c in rows.columns if not c.startswith("_")]
+    payload = rows[source].copy()
+    for column in payload.columns:
+        if pd.api.types.is_datetime64_any_dtype(payload[column]):
+            payload[column] = payload[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    records = payload.to_json(orient="records", lines=True, date_format="iso").splitlines()
+    key = PRIMARY_KEYS[table]
+    return pd.DataFrame(
+        {
+            "table": table,
+            "id": rows[key].map(_id_text).to_numpy() if key in rows else None,
+            "reason": reason.to_numpy() if isinstance(reason, pd.Series) else reason,
+            "detail": detail.to_numpy() if isinstance(detail, pd.Series) else detail,
+            "packet_id": rows[PACKET_ID].to_numpy() if PACKET_ID in rows else None,
+            "line": rows[LINE_NO].to_numpy() if LINE_NO in rows else None,
+            "record": records,
+        }
+    )
+
+
+def _concat_quarantine(parts: list[pd.DataFrame]) -> dict[str, object]:
+    columns = [field.name for field in QUARANTINE_SCHEMA]
+    non_empty = [part for part in parts if not part.empty]
+    merged = pd.concat(non_empty, ignore_index=True) if non_empty else pd.DataFrame(columns=columns)
+    return {column: merged[column] for column in columns}
+
+
+def _id_text(value: object) -> str | None:
+    if value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

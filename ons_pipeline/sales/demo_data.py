@@ -257,7 +257,10 @@ def generate_totesys(
     rngs = dict(
         zip(
             SOURCE_TABLES,
-            (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(7)),
+            (
+                np.random.default_rng(s)
+                for s in np.random.SeedSequence(seed).spawn(len(SOURCE_TABLES))
+            ),
             strict=True,
         )
     )
@@ -767,9 +770,8 @@ def _sales_packets(
         planted = _planted_orders(first_id, sizes, timeline, rng)
         planted.append(_random_line(bodies[0], rng))
         bodies[-1] = _insert_lines(bodies[-1], planted, rng)
-    return [Packet("sales_order", i, b) for i, b in enumerate(bodies, start=1)], n_good + len(
-        planted
-    )
+    packets_out = [Packet("sales_order", i, body) for i, body in enumerate(bodies, start=1)]
+    return packets_out, n_good + len(planted)
 
 
 def _random_line(body: bytes, rng: np.random.Generator) -> bytes:
@@ -795,9 +797,6 @@ def _planted_orders(
         }
         for row in frame.to_dict(orient="records")
     ]
-    for record in records:
-        if isinstance(record["unit_price"], float):
-            record["unit_price"] = round(record["unit_price"], 2)
     malformed, missing_key, negative, currency, dimension, staff = records
     del missing_key["units_sold"]
     negative["units_sold"] = -int(rng.integers(1, 100))

@@ -144,7 +144,9 @@ def test_bootstrap_creates_every_aws_resource(stack_env: dict[str, str]) -> None
     assert secret["SecretString"] == stack_env["INFLUXDB_TOKEN"]
 
 
-def test_bootstrap_twice_changes_nothing(local_stack: LocalStack, stack_env: dict[str, str]) -> None:
+def test_bootstrap_twice_changes_nothing(
+    local_stack: LocalStack, stack_env: dict[str, str]
+) -> None:
     before = aws_snapshot()
     with InfluxDBClient(
         url=stack_env["INFLUXDB_URL"], token=stack_env["INFLUXDB_TOKEN"], org=defaults.INFLUXDB_ORG

@@ -1,0 +1,7 @@
+"""``python -m ons_pipeline.local``: the same as the ``ons-stack`` console script."""
+
+import sys
+
+from ons_pipeline.local.cli import main
+
+sys.exit(main())

@@ -1,0 +1,669 @@
+"""The local stack: moto's server for AWS and a real influxd, on 127.0.0.1.
+
+Everything the project runs against locally goes through the same boto3 and influxdb-client
+code paths as production; only the endpoints differ (see ARCHITECTURE.md section 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from ons_pipeline.resources import defaults
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import TracebackType
+
+AWS_FAKE_CREDENTIAL = "testing"
+INFLUXDB_TOKEN_SECRET_NAME = "ons/influxdb/token"
+ALERT_EMAIL = "admin@example.com"
+# Energy series are kept seven years, as in production.
+INFLUXDB_RETENTION_SECONDS = 7 * 365 * 24 * 3600
+START_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+INSTALL_HINT = (
+    "Debian/Ubuntu: sudo apt-get install influxdb; macOS: brew install influxdb (2.x is used "
+    "directly)"
+)
+_STATE_FILE = "stack.json"
+# What each process's command line contains, so `down` never signals a recycled pid.
+_CMDLINE_MARKERS = {"moto": "moto.server", "influxd": "influxd", "gateway": "influx_gateway"}
+# `python -m moto.server`, except that Timestream-write endpoint discovery answers with this
+# server: a client configured only by AWS_ENDPOINT_URL still discovers endpoints (botocore
+# skips discovery only for an explicit endpoint_url), and moto would send it to real AWS.
+_MOTO_MAIN = """
+import os, sys
+from moto.timestreamwrite.models import TimestreamWriteBackend
+
+def describe_endpoints(self):
+    address = os.environ["ONS_STACK_MOTO_URL"]
+    return {"Endpoints": [{"Address": address, "CachePeriodInMinutes": 1440}]}
+
+TimestreamWriteBackend.describe_endpoints = describe_endpoints
+from moto.server import main
+main(sys.argv[1:])
+"""
+_INFLUX2_USER = "ons-admin"
+_INFLUX2_PASSWORD = "ons-local-password"  # local fake credential, like the token
+
+
+class StackError(RuntimeError):
+    """The local stack could not start, stop or bootstrap; the message says why."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As servers do; otherwise TIME_WAIT connections from a stopped stack count as "in use".
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no output)"
+    return "\n".join(text.strip().splitlines()[-lines:]) or "(no output)"
+
+
+def ensure_influxd() -> str:
+    """The path of ``influxd``, installing Debian's package when allowed and possible."""
+    found = shutil.which("influxd")
+    if found:
+        return found
+    can_install = (
+        Path("/etc/debian_version").exists()
+        and shutil.which("apt-get") is not None
+        and hasattr(os, "geteuid")
+        and os.geteuid() == 0
+        and os.environ.get("ONS_STACK_AUTO_INSTALL") != "0"
+    )
+    if not can_install:
+        raise StackError(f"influxd is not installed. Install it: {INSTALL_HINT}")
+    apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "influxdb"]
+    result = subprocess.run(install, env=apt_env, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        # The package lists may be stale or absent (fresh containers): refresh only then.
+        subprocess.run(
+            ["apt-get", "update"], env=apt_env, capture_output=True, text=True, check=False
+        )
+        result = subprocess.run(install, env=apt_env, capture_output=True, text=True, check=False)
+    found = shutil.which("influxd") or (
+        "/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None
+    )
+    if result.returncode != 0 or not found:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
+        raise StackError(f"could not install influxdb ({INSTALL_HINT}):\n{tail}")
+    return found
+
+
+def influxd_major_version(influxd: str) -> int:
+    """1 or 2, from ``influxd version``."""
+    result = subprocess.run(
+        [influxd, "version"], capture_output=True, text=True, timeout=30, check=False
+    )
+    match = re.search(r"\bv?(\d+)\.\d+", result.stdout + result.stderr)
+    if not match:
+        raise StackError(f"cannot tell the version of {influxd}: {result.stdout}{result.stderr}")
+    return int(match.group(1))
+
+
+def _pid_alive(pid: int) -> bool:
+    with contextlib.suppress(ChildProcessError, OSError):
+        # Reap it if it is our own exited child, so it does not linger as a zombie.
+        os.waitpid(pid, os.WNOHANG)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        with contextlib.suppress(OSError, IndexError):
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def _pid_cmdline(pid: int) -> str:
+    proc = Path(f"/proc/{pid}/cmdline")
+    if proc.exists():
+        with contextlib.suppress(OSError):
+            return proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        return ""
+    result = subprocess.run(
+        ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
+    )
+    return result.stdout
+
+
+def _set_parent_death_signal() -> None:
+    """Linux only: children die with the test process even if it is killed outright."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _http_status(url: str, timeout: float = 2.0) -> int | None:
+    """The HTTP status the URL answers with, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (urllib.error.URLError, OSError):
+        return None
+
+
+class LocalStack:
+    """Starts, bootstraps and stops the local stack.
+
+    In fixture mode (``detach=False``) the servers are children of this process and die with
+    it. In CLI mode (``detach=True``) they outlive the command; their pids and ports are kept
+    in ``state_dir`` so a later ``up`` reuses them and ``down`` stops them.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path,
+        moto_port: int | None = None,
+        influx_port: int | None = None,
+        gateway_port: int | None = None,
+        detach: bool = False,
+        token: str = defaults.INFLUXDB_LOCAL_TOKEN,
+    ) -> None:
+        self.state_dir = Path(state_dir).resolve()
+        self.detach = detach
+        self.token = token
+        self.org = defaults.INFLUXDB_ORG
+        self.region = defaults.AWS_REGION
+        self._requested = {"moto": moto_port, "influx": influx_port, "gateway": gateway_port}
+        self.ports: dict[str, int] = {}
+        self.pids: dict[str, int] = {}
+        self.influx_major = 1
+        self.reused = False
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / _STATE_FILE
+
+    @property
+    def moto_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['moto']}"
+
+    @property
+    def influxd_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['influx']}"
+
+    @property
+    def influxdb_url(self) -> str:
+        """What influxdb-client talks to: the gateway, or a 2.x influxd itself."""
+        if self.influx_major >= 2:
+            return self.influxd_url
+        return f"http://127.0.0.1:{self.ports['gateway']}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment variables that point the project at this stack."""
+        if not self.ports:
+            raise StackError("the local stack is not started")
+        return {
+            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ACCESS_KEY_ID": AWS_FAKE_CREDENTIAL,
+            "AWS_SECRET_ACCESS_KEY": AWS_FAKE_CREDENTIAL,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "ONS_INGESTION_BUCKET": defaults.INGESTION_BUCKET,
+            "ONS_PROCESSED_BUCKET": defaults.PROCESSED_BUCKET,
+            "ONS_EVENTS_BUCKET": defaults.EVENTS_BUCKET,
+            "ONS_CHECKPOINT_BUCKET": defaults.CHECKPOINT_BUCKET,
+            "ONS_LAUNCHER_PAYLOAD_BUCKET": defaults.LAUNCHER_PAYLOAD_BUCKET,
+            "ONS_SSM_PREFIX": defaults.SSM_PREFIX,
+            "ONS_ALERT_TOPIC_ARN": defaults.local_alert_topic_arn(self.region),
+            "TIMESTREAM_DATABASE": defaults.TIMESTREAM_DATABASE,
+            "INFLUXDB_URL": self.influxdb_url,
+            "INFLUXDB_QUERY_URL": self.influxd_url,
+            "INFLUXDB_ORG": self.org,
+            "INFLUXDB_TOKEN": self.token,
+            "INFLUXDB_TOKEN_SECRET_NAME": INFLUXDB_TOKEN_SECRET_NAME,
+        }
+
+    def write_env_file(self, path: Path) -> Path:
+        """Write ``env`` as a ``.env`` that ``dagster dev`` loads from the project root."""
+        lines = [
+            "# Generated by `ons-stack up`: points the project at the local stack.",
+            "# Holds only local fake credentials; regenerate rather than edit.",
+            *(f"{key}={value}" for key, value in self.env.items()),
+        ]
+        path = Path(path)
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def start(self) -> LocalStack:
+        """Start (or, detached, reuse) the servers and bootstrap them."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        with self._lock():
+            if self.detach and self._adopt_running():
+                self.reused = True
+            else:
+                if self.detach:
+                    self._stop_recorded()
+                try:
+                    self._start_processes()
+                except BaseException:
+                    self._stop_started()
+                    raise
+                if self.detach:
+                    self._write_state()
+        try:
+            self.bootstrap()
+        except BaseException:
+            if not self.reused:
+                self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop the servers; in detached mode also those a previous ``up`` recorded."""
+        with self._lock():
+            self._stop_started()
+            if self.detach:
+                self._stop_recorded()
+        self.ports = {}
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Per process: pid, whether it is alive, and its URL, from the state file."""
+        state = self.read_state()
+        if state is None:
+            return {}
+        urls = self._urls(state["ports"])
+        return {
+            name: {
+                "pid": pid,
+                "alive": self._recorded_alive(name, pid),
+                "url": urls.get(name, ""),
+            }
+            for name, pid in state["pids"].items()
+        }
+
+    def read_state(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Serialise concurrent ``up``/``down`` on one state dir."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / ".lock").open("w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @staticmethod
+    def _urls(ports: dict[str, int]) -> dict[str, str]:
+        urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+        return {"moto": urls["moto"], "influxd": urls["influx"], "gateway": urls.get("gateway", "")}
+
+    def _recorded_alive(self, name: str, pid: int) -> bool:
+        return _pid_alive(pid) and _CMDLINE_MARKERS[name] in _pid_cmdline(pid)
+
+    def _adopt_running(self) -> bool:
+        state = self.read_state()
+        if not state:
+            return False
+        if not all(self._recorded_alive(n, p) for n, p in state["pids"].items()):
+            return False
+        urls = self._urls(state["ports"])
+        if _http_status(urls["moto"]) is None or _http_status(f"{urls['influxd']}/ping") != 204:
+            return False
+        if state["influx_major"] < 2 and _http_status(f"{urls['gateway']}/ready") != 200:
+            return False
+        self.ports = dict(state["ports"])
+        self.pids = dict(state["pids"])
+        self.influx_major = state["influx_major"]
+        self.token = state.get("token", self.token)
+        return True
+
+    def _write_state(self) -> None:
+        state = {
+            "ports": self.ports,
+            "pids": self.pids,
+            "influx_major": self.influx_major,
+            "token": self.token,
+        }
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    def _pick_port(self, name: str) -> int:
+        requested = self._requested.get(name)
+        if requested is None:
+            return free_port()
+        if _port_in_use(requested):
+            raise StackError(
+                f"port {requested} for {name} is already in use; pass --{name}-port or stop "
+                "whatever listens there"
+            )
+        return requested
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        on_linux = sys.platform.startswith("linux")
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.state_dir,
+            start_new_session=True,
+            preexec_fn=None if self.detach or not on_linux else _set_parent_death_signal,  # noqa: PLW1509
+        )
+        self._procs[name] = proc
+        self.pids[name] = proc.pid
+
+    def _wait_ready(self, name: str, url: str, ready: tuple[int, ...] | None) -> None:
+        proc = self._procs[name]
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while True:
+            if proc.poll() is not None:
+                raise StackError(
+                    f"{name} exited with code {proc.returncode} while starting; its output:\n"
+                    f"{_tail(self.log_dir / f'{name}.log')}"
+                )
+            status = _http_status(url, timeout=1.0)
+            if status is not None and (ready is None or status in ready):
+                return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"{name} did not answer {url} within {START_TIMEOUT_SECONDS:.0f}s; its "
+                    f"output:\n{_tail(self.log_dir / f'{name}.log')}"
+                )
+            time.sleep(0.05)
+
+    def _start_processes(self) -> None:
+        influxd = ensure_influxd()
+        self.influx_major = influxd_major_version(influxd)
+        self.ports = {"moto": self._pick_port("moto"), "influx": self._pick_port("influx")}
+        if self.influx_major < 2:
+            self.ports["gateway"] = self._pick_port("gateway")
+            self.ports["rpc"] = free_port()
+        # botocore lists no Timestream-write endpoint in eu-west-2, so moto refuses the region
+        # unless told to accept it.
+        moto_env = {
+            **os.environ,
+            "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+            "ONS_STACK_MOTO_URL": self.moto_url,
+        }
+        self._spawn(
+            "moto",
+            [sys.executable, "-c", _MOTO_MAIN, "-H", "127.0.0.1", "-p", str(self.ports["moto"])],
+            env=moto_env,
+        )
+        # influxd reads INFLUXDB_*/INFLUXD_* as config overrides: the project's own
+        # INFLUXDB_URL/TOKEN must not leak into it.
+        influx_env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "INFLUXD_"))
+        }
+        self._spawn("influxd", self._influxd_argv(influxd), env=influx_env)
+        self._wait_ready("moto", self.moto_url, None)
+        self._wait_ready("influxd", f"{self.influxd_url}/ping", (204,))
+        if self.influx_major >= 2:
+            self._setup_influx2()
+            return
+        self._spawn(
+            "gateway",
+            [
+                sys.executable,
+                "-m",
+                "ons_pipeline.local.influx_gateway",
+                "--listen-host",
+                "127.0.0.1",
+                "--listen-port",
+                str(self.ports["gateway"]),
+                "--upstream",
+                self.influxd_url,
+                "--token",
+                self.token,
+                "--org",
+                self.org,
+            ],
+        )
+        self._wait_ready("gateway", f"{self.influxdb_url}/ready", (200,))
+
+    def _influxd_argv(self, influxd: str) -> list[str]:
+        influx_dir = self.state_dir / "influxdb"
+        if self.influx_major >= 2:
+            return [
+                influxd,
+                "--http-bind-address",
+                f"127.0.0.1:{self.ports['influx']}",
+                "--bolt-path",
+                str(influx_dir / "influxd.bolt"),
+                "--engine-path",
+                str(influx_dir / "engine"),
+                "--sqlite-path",
+                str(influx_dir / "influxd.sqlite"),
+                "--reporting-disabled",
+                "--log-level",
+                "error",
+            ]
+        config = self.state_dir / "influxdb.conf"
+        config.write_text(self._influxd1_config(influx_dir))
+        return [influxd, "run", "-config", str(config)]
+
+    def _influxd1_config(self, influx_dir: Path) -> str:
+        def q(value: object) -> str:
+            return json.dumps(str(value))
+
+        return f"""\
+# Generated by ons_pipeline.local.stack for the local stack; rewritten on every start.
+reporting-disabled = true
+bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
+
+[meta]
+  dir = {q(influx_dir / "meta")}
+  logging-enabled = false
+
+[data]
+  dir = {q(influx_dir / "data")}
+  wal-dir = {q(influx_dir / "wal")}
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = {q(f"127.0.0.1:{self.ports['influx']}")}
+  auth-enabled = false
+  log-enabled = false
+  pprof-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+
+[continuous_queries]
+  log-enabled = false
+"""
+
+    def _setup_influx2(self) -> None:
+        """One-time onboarding of a 2.x influxd with the local org and token."""
+        setup_url = f"{self.influxd_url}/api/v2/setup"
+        with urllib.request.urlopen(setup_url, timeout=10) as resp:
+            if not json.load(resp).get("allowed"):
+                return
+        body = json.dumps(
+            {
+                "username": _INFLUX2_USER,
+                "password": _INFLUX2_PASSWORD,
+                "org": self.org,
+                "bucket": defaults.INFLUXDB_BUCKETS[0],
+                "token": self.token,
+                "retentionPeriodSeconds": INFLUXDB_RETENTION_SECONDS,
+            }
+        ).encode()
+        req = urllib.request.Request(
+            setup_url, data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+
+    def _stop_started(self) -> None:
+        for proc in self._procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for name, proc in self._procs.items():
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=STOP_TIMEOUT_SECONDS)
+            self.pids.pop(name, None)
+        self._procs = {}
+        for log in self._logs:
+            log.close()
+        self._logs = []
+
+    def _stop_recorded(self) -> None:
+        state = self.read_state()
+        if state is None:
+            return
+        targets = [(n, p) for n, p in state["pids"].items() if self._recorded_alive(n, p)]
+        for _, pid in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        for _, pid in targets:
+            while _pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _pid_alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError):
+            self.state_file.unlink()
+
+    def bootstrap(self) -> None:
+        """Create every resource the project expects; safe to repeat, never overwrites."""
+        self._bootstrap_aws()
+        self._bootstrap_influx()
+
+    def boto3_client(self, service: str) -> Any:
+        """A boto3 client for the stack's moto server, independent of the environment."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.moto_url,
+            region_name=self.region,
+            aws_access_key_id=AWS_FAKE_CREDENTIAL,
+            aws_secret_access_key=AWS_FAKE_CREDENTIAL,
+            config=Config(retries={"mode": "standard", "max_attempts": 3}),
+        )
+
+    def _bootstrap_aws(self) -> None:
+        s3 = self.boto3_client("s3")
+        existing = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+        for bucket in defaults.ALL_BUCKETS:
+            if bucket in existing:
+                continue
+            try:
+                s3.create_bucket(
+                    Bucket=bucket,
+                    CreateBucketConfiguration={"LocationConstraint": self.region},
+                )
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+
+        sns = self.boto3_client("sns")
+        topic_arn = sns.create_topic(Name=defaults.ALERT_TOPIC_NAME)["TopicArn"]
+        subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+        if not any(s["Endpoint"] == ALERT_EMAIL for s in subscriptions):
+            sns.subscribe(TopicArn=topic_arn, Protocol="email", Endpoint=ALERT_EMAIL)
+
+        timestream = self.boto3_client("timestream-write")
+        with contextlib.suppress(timestream.exceptions.ConflictException):
+            timestream.create_database(DatabaseName=defaults.TIMESTREAM_DATABASE)
+        for table in defaults.TIMESTREAM_TABLES:
+            with contextlib.suppress(timestream.exceptions.ConflictException):
+                timestream.create_table(DatabaseName=defaults.TIMESTREAM_DATABASE, TableName=table)
+
+        secrets = self.boto3_client("secretsmanager")
+        with contextlib.suppress(secrets.exceptions.ResourceExistsException):
+            secrets.create_secret(Name=INFLUXDB_TOKEN_SECRET_NAME, SecretString=self.token)
+
+        ssm = self.boto3_client("ssm")
+        parameters = [
+            f"{defaults.SSM_PREFIX}/sales/last_packet/{table}" for table in defaults.SOURCE_TABLES
+        ] + [
+            f"{defaults.SSM_PREFIX}/sales/output_sequence/{table}" for table in defaults.STAR_TABLES
+        ]
+        for name in parameters:
+            with contextlib.suppress(ssm.exceptions.ParameterAlreadyExists):
+                ssm.put_parameter(Name=name, Value="0", Type="String", Overwrite=False)
+
+    def _bootstrap_influx(self) -> None:
+        from influxdb_client import BucketRetentionRules, InfluxDBClient
+
+        with InfluxDBClient(url=self.influxdb_url, token=self.token, org=self.org) as client:
+            buckets = client.buckets_api()
+            for name in defaults.INFLUXDB_BUCKETS:
+                if buckets.find_bucket_by_name(name) is None:
+                    buckets.create_bucket(
+                        bucket_name=name,
+                        org=self.org,
+                        retention_rules=BucketRetentionRules(
+                            type="expire", every_seconds=INFLUXDB_RETENTION_SECONDS
+                        ),
+                    )

@@ -1,0 +1,50 @@
+"""Session-wide fixtures: no test reaches real AWS; integration tests share one local stack."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ons_pipeline.local.stack import LocalStack
+
+
+@pytest.fixture(autouse=True)
+def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and no profile, so a missed endpoint fails instead of reaching AWS."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-2")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The local stack on free ports for the whole session; in CI failing to start fails."""
+    from ons_pipeline.local.stack import LocalStack, StackError
+
+    stack = LocalStack(tmp_path_factory.mktemp("local_stack"))
+    try:
+        stack.start()
+    except StackError as err:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"local stack could not start: {err}", pytrace=False)
+        pytest.skip(f"local stack could not start: {err}")
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def stack_env(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The stack's environment applied for one test (boto3 then honours AWS_ENDPOINT_URL)."""
+    env = local_stack.env
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env

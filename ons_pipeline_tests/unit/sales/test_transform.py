@@ -339,4 +339,4 @@ def test_dim_date_covers_every_referenced_date() -> None:
 def test_empty_input_gives_empty_typed_tables() -> None:
     result = to_star_schema({})
     assert all(result[name].empty for name in STAR)
-    assert list(result["fact_sales_order"].columns)[0] == "sales_record_id"
+    assert result["fact_sales_order"].columns[0] == "sales_record_id"

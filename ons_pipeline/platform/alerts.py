@@ -24,11 +24,21 @@ def run_failure_alert(
 ) -> None:
     run = context.dagster_run
     failure = context.failure_event
+    step_errors = [
+        {
+            "step": event.step_key,
+            "error": event.event_specific_data.error.to_string()
+            if event.event_specific_data and event.event_specific_data.error
+            else event.message,
+        }
+        for event in context.get_step_failure_events()
+    ]
     message = {
         "job": run.job_name,
         "run_id": run.run_id,
         "status": run.status.value,
         "error": failure.message if failure else None,
+        "step_errors": step_errors,
         "tags": dict(run.tags),
     }
     alerts.publish(f"Dagster run failed: {run.job_name}", message)

@@ -19,6 +19,7 @@ from dagster import (
     AssetSpec,
     Backoff,
     Config,
+    Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
@@ -181,9 +182,11 @@ def totesys_raw(
         for packet_id in by_table[table]:
             key = packet_key(table, packet_id)
             body = s3.get_bytes(storage.ingestion_bucket, key)
-            if body is None:
-                raise FileNotFoundError(
-                    f"Packet s3://{storage.ingestion_bucket}/{key} does not exist"
+            if body is None:  # not transient: retrying cannot make the packet appear
+                raise Failure(
+                    description=f"Packet s3://{storage.ingestion_bucket}/{key} does not exist; "
+                    "check the packets payload or the ingestion bucket name",
+                    allow_retries=False,
                 )
             packets.append(parse_packet(table, packet_id, body))
         history = load_history(s3, storage, table)
@@ -213,8 +216,9 @@ def totesys_raw(
                 "application/x-ndjson",
             )
             quarantine_uris.append(f"s3://{storage.processed_bucket}/{key}")
-        _record_packet_ids(context, ssm, storage, table, by_table[table])
+        gaps = _record_packet_ids(context, ssm, storage, table, by_table[table])
         metric_data += [
+            Metric("NonSequentialPackets", gaps, dimensions={"Table": table}),
             Metric("PacketRowsRead", lines, dimensions={"Table": table}),
             Metric("RowsQuarantined", quarantined, dimensions={"Table": table, "Stage": "raw"}),
         ]
@@ -243,18 +247,24 @@ def _record_packet_ids(
     storage: SalesStorageResource,
     table: str,
     packet_ids: list[int],
-) -> None:
-    """Move the table's last-packet parameter forward, warning on gaps (the seed's rule)."""
+) -> int:
+    """Move the table's last-packet parameter forward, warning on gaps (the seed's rule).
+
+    Returns how many packets did not follow their predecessor.
+    """
     name = storage.last_packet_parameter(table)
     last = ssm.get_int(name) or 0
+    gaps = 0
     for packet_id in packet_ids:
         if packet_id <= last:
             context.log.info(f"{table} packet {packet_id} was already processed (last {last})")
             continue
         if packet_id != last + 1:
+            gaps += 1
             context.log.warning(f"{table} packets are not sequential: got {packet_id} after {last}")
         ssm.put_int(name, packet_id, description=f"Last ToteSys {table} packet processed")
         last = packet_id
+    return gaps
 
 
 def _star_check_specs() -> list[AssetCheckSpec]:

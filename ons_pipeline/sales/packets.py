@@ -25,7 +25,7 @@ from ons_pipeline.sales.schema import (
 _WHITESPACE: Final = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 # A refused packet is re-read in this many chunks, so a bad line costs 1/64 of it in Python.
 _FALLBACK_CHUNKS: Final = 64
-_KEY_RE: Final = re.compile(r"^(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>\d{8})\.jsonl$")
+_KEY_RE: Final = re.compile(r"(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>\d{8})\.jsonl")
 
 
 def packet_key(table: str, packet_id: int) -> str:
@@ -41,7 +41,7 @@ def packet_key(table: str, packet_id: int) -> str:
 
 def parse_packet_key(key: str) -> tuple[str, int] | None:
     """(table, packet id) of an ingestion key, or None for any other object."""
-    match = _KEY_RE.match(key)
+    match = _KEY_RE.fullmatch(key)
     if match is None or match["table"] not in SOURCE_COLUMNS:
         return None
     return match["table"], int(match["id"])

@@ -58,8 +58,9 @@ def new_packets(
             parsed = parse_packet_key(key)
             if parsed is not None and parsed[0] == table:
                 found.append(parsed)
-        if listing.keys:
-            advanced[table] = listing.keys[-1]
+                # Only a packet key moves the cursor: a stray key such as `...-packet-1.jsonl`
+                # sorts after packets that have not landed yet and would hide them.
+                advanced[table] = key
     return found, advanced, exhausted
 
 

@@ -50,7 +50,7 @@ ASSET_CHECKS = [
 ]
 
 JOBS = ["sales_star_schema_job"]
-SENSORS = ["run_failure_alert", "totesys_packet_sensor"]
+SENSORS = ["run_failure_alert", "run_success_metrics", "totesys_packet_sensor"]
 SCHEDULES: list[str] = []
 RESOURCES = ["alerts", "metrics", "s3", "sales_storage", "ssm"]
 

@@ -1,9 +1,13 @@
 """Run-failure alerting: after the last retry, tell the administrators (seed 002)."""
 
 from dagster import (
+    DagsterInstance,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
+    RunStatusSensorContext,
     run_failure_sensor,
+    run_status_sensor,
 )
 
 from ons_pipeline.resources import AlertsResource, CloudWatchMetricsResource, Metric
@@ -44,5 +48,36 @@ def run_failure_alert(
     alerts.publish(f"Dagster run failed: {run.job_name}", message)
     metrics.put(
         PLATFORM_NAMESPACE,
-        [Metric("RunFailed", 1, dimensions={"Job": run.job_name})],
+        [
+            Metric("RunFailed", 1, dimensions={"Job": run.job_name}),
+            *_duration(context.instance, run.run_id, run.job_name),
+        ],
     )
+
+
+@run_status_sensor(
+    run_status=DagsterRunStatus.SUCCESS,
+    name="run_success_metrics",
+    monitor_all_code_locations=False,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Counts successful runs and their duration in CloudWatch.",
+)
+def run_success_metrics(
+    context: RunStatusSensorContext, metrics: CloudWatchMetricsResource
+) -> None:
+    run = context.dagster_run
+    metrics.put(
+        PLATFORM_NAMESPACE,
+        [
+            Metric("RunSucceeded", 1, dimensions={"Job": run.job_name}),
+            *_duration(context.instance, run.run_id, run.job_name),
+        ],
+    )
+
+
+def _duration(instance: DagsterInstance, run_id: str, job_name: str) -> list[Metric]:
+    stats = instance.get_run_stats(run_id)
+    if not stats.start_time or not stats.end_time:
+        return []
+    seconds = stats.end_time - stats.start_time
+    return [Metric("RunDuration", seconds, unit="Seconds", dimensions={"Job": job_name})]

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from ons_pipeline.platform.alerts import run_failure_alert
+from ons_pipeline.platform.alerts import run_failure_alert, run_success_metrics
 
-defs = Definitions(sensors=[run_failure_alert])
+defs = Definitions(sensors=[run_failure_alert, run_success_metrics])

@@ -155,3 +155,53 @@ def test_failed_run_is_counted_in_cloudwatch(alerted: Alerted, stack_env: dict[s
         Statistics=["Sum"],
     )["Datapoints"]
     assert sum(point["Sum"] for point in stats) == 1
+
+
+def test_successful_run_is_counted_with_its_duration(stack_env: dict[str, str]) -> None:
+    from ons_pipeline.platform.alerts import run_success_metrics
+
+    @op
+    def fine() -> None:
+        time.sleep(0.2)
+
+    job_name = f"fine_job_{uuid.uuid4().hex[:8]}"
+
+    @job(name=job_name)
+    def _job() -> None:
+        fine()
+
+    instance = DagsterInstance.ephemeral()
+    result = _job.execute_in_process(instance=instance)
+    success = next(e for e in result.all_events if e.event_type == DagsterEventType.RUN_SUCCESS)
+    context = build_run_status_sensor_context(
+        sensor_name="run_success_metrics",
+        dagster_event=success,
+        dagster_instance=instance,
+        dagster_run=instance.get_run_by_id(result.run_id),
+        resources={"metrics": CloudWatchMetricsResource(region_name=REGION)},
+    )
+    run_success_metrics(context)
+
+    cloudwatch = build_client(CloudWatchMetricsResource(region_name=REGION), "cloudwatch")
+    dimensions = [{"Name": "Job", "Value": job_name}]
+    window = {
+        "StartTime": datetime.now(UTC) - timedelta(minutes=10),
+        "EndTime": datetime.now(UTC) + timedelta(minutes=1),
+        "Period": 60,
+    }
+    succeeded = cloudwatch.get_metric_statistics(
+        Namespace=PLATFORM_NAMESPACE,
+        MetricName="RunSucceeded",
+        Dimensions=dimensions,
+        Statistics=["Sum"],
+        **window,
+    )["Datapoints"]
+    assert sum(p["Sum"] for p in succeeded) == 1
+    duration = cloudwatch.get_metric_statistics(
+        Namespace=PLATFORM_NAMESPACE,
+        MetricName="RunDuration",
+        Dimensions=dimensions,
+        Statistics=["Maximum"],
+        **window,
+    )["Datapoints"]
+    assert duration and duration[0]["Maximum"] >= 0.2

@@ -37,6 +37,7 @@ _TIMESTAMP_RE: Final = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?$"
 _DATE_RE: Final = r"^\d{4}-\d{2}-\d{2}$"
 _MAX_PRICE: Final = 99_999_999.99  # decimal(10, 2)
 _ORDER: Final = "_order"
+_SOURCE_ROW: Final = "_source_row"  # position in the caller's frame, to quarantine the raw row
 
 # Which star table a source table's surviving rows end up in (department only feeds dim_staff).
 WRITTEN_TO: Final[dict[str, str | None]] = {
@@ -72,9 +73,11 @@ def build_star_schema(raw: Mapping[str, pd.DataFrame]) -> StarSchemaResult:
     quarantine: list[pd.DataFrame] = []
     counts: dict[str, dict[str, int]] = {}
     valid: dict[str, pd.DataFrame] = {}
+    frames: dict[str, pd.DataFrame] = {}
     for table in SOURCE_TABLES:
         frame = raw.get(table)
         frame = frame if frame is not None else pd.DataFrame()
+        frames[table] = frame
         typed, rejected, deduplicated = normalise_source(table, frame)
         quarantine.append(rejected)
         valid[table] = typed
@@ -93,7 +96,13 @@ def build_star_schema(raw: Mapping[str, pd.DataFrame]) -> StarSchemaResult:
     staff = latest["staff"]
     orphan_staff = ~staff["department_id"].isin(departments["department_id"])
     quarantine.append(
-        _quarantine_rows("staff", staff[orphan_staff], "staff_without_department", "department_id")
+        _reject(
+            "staff",
+            staff[orphan_staff],
+            frames["staff"],
+            "staff_without_department",
+            "department_id",
+        )
     )
     staff = staff[~orphan_staff].merge(
         departments[["department_id", "department_name", "location"]],
@@ -106,8 +115,12 @@ def build_star_schema(raw: Mapping[str, pd.DataFrame]) -> StarSchemaResult:
     counterparties = latest["counterparty"]
     homeless = ~counterparties["legal_address_id"].isin(addresses["address_id"])
     quarantine.append(
-        _quarantine_rows(
-            "counterparty", counterparties[homeless], "missing_dimension", "legal_address_id"
+        _reject(
+            "counterparty",
+            counterparties[homeless],
+            frames["counterparty"],
+            "missing_dimension",
+            "legal_address_id",
         )
     )
     counterparties = counterparties[~homeless].merge(
@@ -179,7 +192,7 @@ def build_star_schema(raw: Mapping[str, pd.DataFrame]) -> StarSchemaResult:
         ),
     }
 
-    orders, order_rejects = _fact_rows(valid["sales_order"], tables)
+    orders, order_rejects = _fact_rows(valid["sales_order"], tables, frames["sales_order"])
     quarantine.append(order_rejects)
     tables["fact_sales_order"] = _fact_frame(orders)
     tables["dim_date"] = _dim_date(tables["fact_sales_order"])
@@ -235,6 +248,7 @@ def normalise_source(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     )
     out = pd.DataFrame(typed, index=frame.index)[~bad_rows]
     out[_ORDER] = _delivery_order(frame)[~bad_rows]
+    out[_SOURCE_ROW] = np.arange(n, dtype=np.int64)[~bad_rows]
     before = len(out)
     out = out.drop_duplicates(subset=list(columns), keep="first")
     return out.reset_index(drop=True), rejected, before - len(out)
@@ -313,15 +327,16 @@ def _latest_versions(frame: pd.DataFrame, key: str) -> pd.DataFrame:
 
 
 def _fact_rows(
-    orders: pd.DataFrame, dims: Mapping[str, pd.DataFrame]
+    orders: pd.DataFrame, dims: Mapping[str, pd.DataFrame], source: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fact history rows and the quarantined ones (conflicting versions, dangling keys)."""
     ordered = orders.sort_values(["sales_order_id", "last_updated", _ORDER], kind="stable")
     conflicting = ordered.duplicated(subset=["sales_order_id", "last_updated"], keep="last")
     rejects = [
-        _quarantine_rows(
+        _reject(
             "sales_order",
             ordered[conflicting],
+            source,
             "conflicting_version",
             "a later delivery of the same sales_order_id and last_updated differs",
         )
@@ -340,8 +355,8 @@ def _fact_rows(
         dangling = dangling.mask(dangling.isna() & ~known, column)
     has_dangling = dangling.notna()
     rejects.append(
-        _quarantine_rows(
-            "sales_order", kept[has_dangling], "missing_dimension", dangling[has_dangling]
+        _reject(
+            "sales_order", kept[has_dangling], source, "missing_dimension", dangling[has_dangling]
         )
     )
     return kept[~has_dangling].reset_index(drop=True), pd.concat(rejects, ignore_index=True)
@@ -423,6 +438,25 @@ def _frame(name: str, columns: Mapping[str, object]) -> pd.DataFrame:
             array = pa.array(values, from_pandas=True)
         arrays.append(array.cast(field.type))
     return pa.Table.from_arrays(arrays, schema=schema).to_pandas(types_mapper=pd.ArrowDtype)
+
+
+def _reject(
+    table: str,
+    rows: pd.DataFrame,
+    source: pd.DataFrame,
+    reason: str | pd.Series,
+    detail: str | pd.Series | None,
+) -> pd.DataFrame:
+    """Quarantine typed rows as the raw rows they came from (JSON-native, with provenance)."""
+    if rows.empty:
+        return _quarantine_rows(table, rows, reason, detail)
+    original = source.iloc[rows[_SOURCE_ROW].to_numpy()]
+    return _quarantine_rows(
+        table,
+        original,
+        reason.set_axis(original.index) if isinstance(reason, pd.Series) else reason,
+        detail.set_axis(original.index) if isinstance(detail, pd.Series) else detail,
+    )
 
 
 def _quarantine_rows(

@@ -166,6 +166,7 @@ def test_bad_rows_are_quarantined_and_reported(lake: Lake) -> None:
         "unknown_currency_code",
     ]
     assert quarantine["record"].map(lambda r: isinstance(json.loads(r), dict)).all()
+    assert quarantine["packet_id"].notna().all() and quarantine["line"].notna().all()
     planted = sum(v for k, v in corpus.bad_rows.items() if k != "duplicate_redelivery")
     assert len(quarantine) + len(malformed) == planted
     metadata = {

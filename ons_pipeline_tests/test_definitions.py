@@ -13,13 +13,18 @@ from dagster import AssetKey, Definitions
 from ons_pipeline.definitions import defs
 
 ASSET_GROUPS = {
+    "avg_days_to_qc_by_center": "visits",
     "dim_counterparty": "sales",
     "dim_currency": "sales",
     "dim_date": "sales",
     "dim_design": "sales",
     "dim_location": "sales",
     "dim_staff": "sales",
+    "energy/influxdb_points": "energy",
+    "energy/timestream_records": "energy",
     "fact_sales_order": "sales",
+    "latest_visit_events": "visits",
+    "monthly_not_pass_qc_by_center": "visits",
     "sales_quarantine": "sales",
     "totesys/address": "sales",
     "totesys/counterparty": "sales",
@@ -28,6 +33,7 @@ ASSET_GROUPS = {
     "totesys/design": "sales",
     "totesys/sales_order": "sales",
     "totesys/staff": "sales",
+    "visit_events_checkpoint": "visits",
 }
 
 ASSET_CHECKS = [
@@ -43,18 +49,49 @@ ASSET_CHECKS = [
     ("dim_location", "required_columns_not_null"),
     ("dim_staff", "keys_unique"),
     ("dim_staff", "required_columns_not_null"),
+    ("energy/influxdb_points", "readback_matches"),
+    ("energy/influxdb_points", "rows_accounted_for"),
+    ("energy/timestream_records", "rows_accounted_for"),
     ("fact_sales_order", "fact_foreign_keys_exist"),
     ("fact_sales_order", "keys_unique"),
     ("fact_sales_order", "required_columns_not_null"),
     ("fact_sales_order", "rows_accounted_for"),
+    ("visit_events_checkpoint", "files_accounted_for"),
+    ("visit_events_checkpoint", "no_duplicate_events"),
+    ("visit_events_checkpoint", "total_events_never_decreases"),
 ]
 
-JOBS = ["sales_star_schema_job"]
-SENSORS = ["run_failure_alert", "run_success_metrics", "totesys_packet_sensor"]
-SCHEDULES: list[str] = []
-RESOURCES = ["alerts", "metrics", "s3", "sales_storage", "ssm"]
+JOBS = ["energy_load_job", "sales_star_schema_job", "visits_checkpoint_job"]
+JOB_GROUPS = {
+    "energy_load_job": "energy",
+    "sales_star_schema_job": "sales",
+    "visits_checkpoint_job": "visits",
+}
+SENSORS = [
+    "energy_object_sensor",
+    "run_failure_alert",
+    "run_success_metrics",
+    "totesys_packet_sensor",
+    "visit_events_sensor",
+]
+SCHEDULES: list[str] = ["visits_checkpoint_hourly"]
+RESOURCES = [
+    "alerts",
+    "energy_storage",
+    "influxdb",
+    "metrics",
+    "s3",
+    "sales_storage",
+    "ssm",
+    "timestream",
+    "visits_storage",
+]
 
-SENSOR_TARGETS = {"totesys_packet_sensor": "sales_star_schema_job"}
+SENSOR_TARGETS = {
+    "energy_object_sensor": "energy_load_job",
+    "totesys_packet_sensor": "sales_star_schema_job",
+    "visit_events_sensor": "visits_checkpoint_job",
+}
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,9 +123,10 @@ def test_every_job_resolves() -> None:
     for name in names:
         job = defs.resolve_job_def(name)
         assert job.name == name
-        # The sales job must carry every sales asset (a missing one would never materialise).
+        # Each job carries every asset of its group (a missing one would never materialise).
+        group = JOB_GROUPS[name]
         selected = {_user_string(key) for key in job.asset_layer.executable_asset_keys}
-        assert selected == {key for key, group in ASSET_GROUPS.items() if group == "sales"}
+        assert selected == {key for key, g in ASSET_GROUPS.items() if g == group}
 
 
 def test_every_sensor_and_schedule_resolves() -> None:

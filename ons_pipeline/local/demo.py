@@ -29,7 +29,10 @@ def dagster_home(project_dir: Path) -> Path:
 
 
 def run_demo(stack_env: dict[str, str], project_dir: Path) -> int:
-    """Land demo ToteSys packets, run the sales job on a real instance, print what it wrote."""
+    """Run every asset group on the demo data through a real instance and print what it wrote.
+
+    Sales is the main job (ToteSys packets to the star schema); energy and visits follow.
+    """
     warnings.filterwarnings("ignore", category=BetaWarning)
     os.environ.update(stack_env)
     home = dagster_home(project_dir)
@@ -82,10 +85,18 @@ def run_demo(stack_env: dict[str, str], project_dir: Path) -> int:
             print(f"  s3://{processed}/{key}  ({rows:,} rows)")
         else:
             print(f"  s3://{processed}/{key}")
+    print("\n== Energy: processed Parquet into Timestream and InfluxDB ==")
+    from ons_pipeline.energy.demo import run_energy_demo
+
+    energy_status = run_energy_demo(stack_env)
+    print("\n== Visits: event-log checkpoint and analytics ==")
+    from ons_pipeline.visits.demo import run_visits_demo
+
+    visits_status = run_visits_demo(stack_env)
     print(
         "\nOpen the UI on the same instance:\n"
         f"  DAGSTER_HOME={home} .venv/bin/dagster dev -m ons_pipeline.definitions\n"
         "  then browse http://127.0.0.1:3000 (the .env written by `ons-stack up` points it at "
         "the local stack).\nStop the stack with: .venv/bin/ons-stack down"
     )
-    return 0
+    return max(energy_status, visits_status)

@@ -41,7 +41,12 @@ INSTALL_HINT = (
 )
 _STATE_FILE = "stack.json"
 # What each process's command line contains, so `down` never signals a recycled pid.
-_CMDLINE_MARKERS = {"moto": "moto.server", "influxd": "influxd", "gateway": "influx_gateway"}
+_CMDLINE_MARKERS = {
+    "moto": "moto.server",
+    "influxd": "influxd",
+    "gateway": "influx_gateway",
+    "lambda": "launcher.local_lambda",
+}
 # `python -m moto.server`, except that Timestream-write endpoint discovery answers with this
 # server: a client configured only by AWS_ENDPOINT_URL still discovers endpoints (botocore
 # skips discovery only for an explicit endpoint_url), and moto would send it to real AWS.
@@ -271,6 +276,11 @@ class LocalStack:
             "INFLUXDB_ORG": self.org,
             "INFLUXDB_TOKEN": self.token,
             "INFLUXDB_TOKEN_SECRET_NAME": INFLUXDB_TOKEN_SECRET_NAME,
+            **(
+                {defaults.LAMBDA_ENDPOINT_URL_ENV: self.lambda_url}
+                if "lambda" in self.ports
+                else {}
+            ),
         }
 
     def write_env_file(self, path: Path) -> Path:
@@ -296,6 +306,7 @@ class LocalStack:
                     self._stop_recorded()
                 try:
                     self._start_processes()
+                    self._start_lambda_endpoint()
                 except BaseException:
                     self._stop_started()
                     raise
@@ -352,7 +363,12 @@ class LocalStack:
     @staticmethod
     def _urls(ports: dict[str, int]) -> dict[str, str]:
         urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-        return {"moto": urls["moto"], "influxd": urls["influx"], "gateway": urls.get("gateway", "")}
+        return {
+            "moto": urls["moto"],
+            "influxd": urls["influx"],
+            "gateway": urls.get("gateway", ""),
+            "lambda": urls.get("lambda", ""),
+        }
 
     def _recorded_alive(self, name: str, pid: int) -> bool:
         return _pid_alive(pid) and _CMDLINE_MARKERS[name] in _pid_cmdline(pid)
@@ -363,6 +379,8 @@ class LocalStack:
             return False
         if not all(self._recorded_alive(n, p) for n, p in state["pids"].items()):
             return False
+        if "lambda" not in state["ports"]:
+            return False  # recorded by a version of the stack without the Lambda endpoint
         urls = self._urls(state["ports"])
         if _http_status(urls["moto"]) is None or _http_status(f"{urls['influxd']}/ping") != 204:
             return False
@@ -479,6 +497,19 @@ class LocalStack:
             ],
         )
         self._wait_ready("gateway", f"{self.influxdb_url}/ready", (200,))
+
+    @property
+    def lambda_url(self) -> str:
+        """The local endpoint that speaks the Lambda Invoke API and runs the real handler."""
+        return f"http://127.0.0.1:{self.ports['lambda']}"
+
+    def _start_lambda_endpoint(self) -> None:
+        self.ports["lambda"] = self._pick_port("lambda")
+        # The handler and its run workers reach moto through the stack's own environment.
+        env = {**os.environ, **self.env}
+        argv = [sys.executable, "-m", "ons_pipeline.platform.launcher.local_lambda"]
+        self._spawn("lambda", [*argv, "--port", str(self.ports["lambda"])], env=env)
+        self._wait_ready("lambda", self.lambda_url, (200,))
 
     def _influxd_argv(self, influxd: str) -> list[str]:
         influx_dir = self.state_dir / "influxdb"

@@ -17,14 +17,20 @@ from ons_pipeline.resources.aws import (
     SalesStorageResource,
     build_client,
 )
+from ons_pipeline.resources.influxdb import InfluxDBResource
+from ons_pipeline.resources.timestream import EnergyStorageResource, TimestreamResource
+from ons_pipeline.resources.visits import VisitsStorageResource
 
 __all__ = [
     "AlertsResource",
     "CloudWatchMetricsResource",
+    "EnergyStorageResource",
+    "InfluxDBResource",
     "Metric",
     "ObjectStoreResource",
     "ParameterStoreResource",
     "SalesStorageResource",
+    "TimestreamResource",
     "build_client",
     "default_resources",
 ]
@@ -57,5 +63,34 @@ def default_resources() -> dict[str, Any]:
             ingestion_bucket=_setting("ONS_INGESTION_BUCKET", defaults.INGESTION_BUCKET),
             processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
             ssm_prefix=_setting("ONS_SSM_PREFIX", defaults.SSM_PREFIX),
+        ),
+        "visits_storage": VisitsStorageResource(
+            source_bucket=_setting("ONS_EVENTS_BUCKET", defaults.EVENTS_BUCKET),
+            checkpoint_bucket=_setting("ONS_CHECKPOINT_BUCKET", defaults.CHECKPOINT_BUCKET),
+        ),
+        "energy_storage": EnergyStorageResource(
+            processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
+        ),
+        "timestream": TimestreamResource(
+            **aws,
+            database=_setting("TIMESTREAM_DATABASE", defaults.TIMESTREAM_DATABASE),
+            generation_table=_setting("GENERATION_TABLE_NAME", "generation"),
+            consumption_table=_setting("CONSUMPTION_TABLE_NAME", "consumption"),
+            transmission_table=_setting("TRANSMISSION_TABLE_NAME", "transmission"),
+            max_retries=int(os.environ.get("MAX_RETRIES") or 3),
+        ),
+        "influxdb": InfluxDBResource(
+            **aws,
+            url=_setting("INFLUXDB_URL", "http://127.0.0.1:8187"),
+            org=_setting("INFLUXDB_ORG", defaults.INFLUXDB_ORG),
+            # The token only through EnvVar; otherwise from Secrets Manager by name (seed 001).
+            token=EnvVar("INFLUXDB_TOKEN") if os.environ.get("INFLUXDB_TOKEN") else None,
+            token_secret_name=_setting("INFLUXDB_TOKEN_SECRET_NAME", "ons/influxdb/token"),
+            query_url=_setting("INFLUXDB_QUERY_URL", "") or None,
+            bucket=_setting("INFLUXDB_BUCKET", "") or None,
+            max_batch_size=int(os.environ.get("MAX_BATCH_SIZE") or 5000),
+            max_retries=int(os.environ.get("MAX_RETRIES") or 3),
+            enable_validation=os.environ.get("ENABLE_VALIDATION", "true").lower() != "false",
+            drop_invalid_records=os.environ.get("DROP_INVALID_RECORDS", "true").lower() != "false",
         ),
     }

@@ -25,6 +25,12 @@ ALL_BUCKETS: Final = (
 )
 
 SSM_PREFIX: Final = "/ons_pipeline"  # ONS_SSM_PREFIX
+
+# The run-worker Lambda (deploy/terraform) and the local endpoint that stands in for it.
+LAMBDA_RUN_WORKER_FUNCTION: Final = "ons-run-worker"  # ONS_LAMBDA_FUNCTION
+LAMBDA_TIMEOUT_SECONDS: Final = 900  # Lambda's maximum; longer jobs are routed elsewhere
+LAMBDA_MEMORY_MB: Final = 3008
+LAMBDA_ENDPOINT_URL_ENV: Final = "ONS_LAMBDA_ENDPOINT_URL"  # set by the local stack only
 ALERT_TOPIC_NAME: Final = "ons-pipeline-alerts"  # ONS_ALERT_TOPIC_ARN holds the full ARN
 METRICS_NAMESPACE_SALES: Final = "ONS/Sales"
 

@@ -180,8 +180,16 @@ def test_jobs_and_sensors_are_served(webserver: str) -> None:
     assert {job.name for job in defs.resolve_all_job_defs()} <= jobs
     assert "sales_star_schema_job" in jobs
     sensors = sorted(sensor["name"] for sensor in repository["sensors"])
-    assert sensors == ["run_failure_alert", "run_success_metrics", "totesys_packet_sensor"]
-    assert repository["schedules"] == []
+    assert sensors == [
+        "energy_object_sensor",
+        "run_failure_alert",
+        "run_success_metrics",
+        "totesys_packet_sensor",
+        "visit_events_sensor",
+    ]
+    assert [schedule["name"] for schedule in repository["schedules"]] == [
+        "visits_checkpoint_hourly"
+    ]
 
     repo_selector = {
         "repositoryName": repository["name"],

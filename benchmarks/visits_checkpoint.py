@@ -1,0 +1,160 @@
+"""Benchmark: the visits checkpoint against moto's S3 server over HTTP.
+
+1. First run over 10,000 event files (no checkpoint yet).
+2. Incremental run: 1,000 new files (late arrivals whose keys sort among the old ones)
+   beside 100,000 already processed. The 100,000 are real objects in the bucket and are
+   processed by a real (unmeasured) checkpoint run, so the ledger is the pipeline's own.
+
+Each measured run is `ons_pipeline.visits.storage.run_checkpoint` (the function the asset
+calls) in a fresh child process, so its peak RSS is the run's own; GETs are counted on the
+client with a botocore event hook.
+
+    python benchmarks/visits_checkpoint.py [--first 10000] [--processed 100000] [--new 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FLOOR_FIRST_S = 60.0
+FLOOR_INCREMENTAL_S = 20.0
+BUCKET = "bench-visit-events"
+CHECKPOINTS = "bench-checkpoints"
+
+
+def measure(endpoint: str, label: str) -> dict[str, object]:
+    """The measured path; runs in the child process."""
+    import boto3
+    from botocore.config import Config
+
+    from ons_pipeline.visits.storage import Locations, run_checkpoint
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="eu-west-2",
+        config=Config(retries={"mode": "standard"}, max_pool_connections=32),
+    )
+    calls: dict[str, int] = {"GetObject": 0, "ListObjectsV2": 0, "PutObject": 0}
+
+    def count(event_name: str, **_: object) -> None:
+        operation = event_name.rsplit(".", 1)[-1]
+        calls[operation] = calls.get(operation, 0) + 1
+
+    client.meta.events.register("before-call.s3", count)
+    locations = Locations(BUCKET, "logs/", CHECKPOINTS, "checkpoints/events.parquet")
+    started = time.perf_counter()
+    outcome = run_checkpoint(client, locations, run_id=f"bench-{label}", max_workers=32)
+    seconds = time.perf_counter() - started
+    counted = dict(calls)
+    from ons_pipeline.visits.storage import list_event_objects
+
+    listed_at = time.perf_counter()
+    list_event_objects(client, BUCKET, "logs/")  # after the run, so not in its counts
+    listing_seconds = time.perf_counter() - listed_at
+    return {
+        "label": label,
+        "seconds": round(seconds, 2),
+        "files_listed": outcome.files_listed,
+        "files_read": outcome.files_read,
+        "files_per_s": round(outcome.files_read / seconds, 1),
+        "listing_only_s": round(listing_seconds, 2),
+        "new_events": outcome.new_events_processed,
+        "total_events": outcome.total_events,
+        "get_object_calls": counted["GetObject"],
+        "list_calls": counted["ListObjectsV2"],
+        "put_calls": counted["PutObject"],
+        "checkpoint_bytes": outcome.checkpoint_size_bytes,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def run_child(endpoint: str, label: str) -> dict[str, object]:
+    output = subprocess.run(
+        [sys.executable, __file__, "--measure", label, "--endpoint", endpoint],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def upload(client: object, files: list, label: str) -> None:
+    from ons_pipeline.visits.demo_data import land_files
+
+    started = time.perf_counter()
+    land_files(client, BUCKET, files, workers=32)
+    took = time.perf_counter() - started
+    print(f"  uploaded {len(files):,} {label} files in {took:.0f} s ({len(files) / took:.0f}/s)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--first", type=int, default=10_000)
+    parser.add_argument("--processed", type=int, default=100_000)
+    parser.add_argument("--new", type=int, default=1_000)
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.endpoint, args.measure)))
+        return 0
+
+    import boto3
+    from botocore.config import Config
+
+    from ons_pipeline.local.stack import LocalStack
+    from ons_pipeline.visits.demo_data import synthetic_files
+
+    with tempfile.TemporaryDirectory() as state, LocalStack(Path(state)) as stack:
+        os.environ.update(stack.env)
+        client = boto3.client(
+            "s3", config=Config(retries={"mode": "standard"}, max_pool_connections=32)
+        )
+        for bucket in (BUCKET, CHECKPOINTS):
+            client.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": stack.region}
+            )
+        print(f"moto S3 at {stack.moto_url}")
+        upload(client, synthetic_files(args.first), "first-run")
+        first = run_child(stack.moto_url, "first")
+        print(json.dumps(first))
+
+        upload(client, synthetic_files(args.processed - args.first, start=args.first), "more")
+        catch_up = run_child(stack.moto_url, "catch-up (unmeasured)")
+        print(f"  caught up: {catch_up['total_events']:,} events in {catch_up['seconds']} s")
+        # New files: their keys interleave with the processed ones (keys sort by action
+        # first), so a StartAfter cursor would miss most of them.
+        late = synthetic_files(args.new, start=args.processed)
+        upload(client, late, "new (out of key order)")
+        incremental = run_child(stack.moto_url, "incremental")
+        print(json.dumps(incremental))
+
+    ok = (
+        first["seconds"] < FLOOR_FIRST_S
+        and incremental["seconds"] < FLOOR_INCREMENTAL_S
+        and incremental["get_object_calls"] == args.new + 2  # + checkpoint + ledger
+    )
+    print(
+        f"\nfirst run: {first['files_read']:,} files in {first['seconds']} s "
+        f"({first['files_per_s']} files/s), {first['get_object_calls']:,} GETs, "
+        f"peak RSS {first['peak_rss_mb']} MB (floor {FLOOR_FIRST_S:.0f} s)\n"
+        f"incremental: {incremental['files_read']:,} new of {incremental['files_listed']:,} "
+        f"listed in {incremental['seconds']} s ({incremental['files_per_s']} files/s), "
+        f"{incremental['get_object_calls']:,} GETs, peak RSS {incremental['peak_rss_mb']} MB "
+        f"(floor {FLOOR_INCREMENTAL_S:.0f} s)\n{'PASS' if ok else 'FAIL'}"
+    )
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,435 @@
+"""Energy asset group: each processed Parquet object loaded into Timestream and InfluxDB.
+
+Partitioned by object key, so one file can be re-loaded or backfilled. Both loads are
+idempotent: an InfluxDB point is identified by measurement, tags and time, a Timestream
+record by dimensions, measure and time, so writing the same file again changes nothing;
+the quarantine object is overwritten under a name derived from the key.
+"""
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    Backoff,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+)
+from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
+
+from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.schema import MEASUREMENT, FileRejectedError, detect_dataset
+from ons_pipeline.energy.transform import (
+    CHUNK_ROWS,
+    PreparedFile,
+    batch_bodies,
+    expected_series_counts,
+    line_chunks,
+    prepare,
+    quarantine_parquet,
+    read_parquet,
+    rejected_rows,
+    timestream_calls,
+)
+from ons_pipeline.resources import (
+    CloudWatchMetricsResource,
+    EnergyStorageResource,
+    InfluxDBResource,
+    Metric,
+    ObjectStoreResource,
+    TimestreamResource,
+)
+from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
+from ons_pipeline.resources.timestream import TimestreamUnavailableError
+
+ENERGY_GROUP = "energy"
+INFLUXDB_KEY = AssetKey(["energy", "influxdb_points"])
+TIMESTREAM_KEY = AssetKey(["energy", "timestream_records"])
+METRICS_NAMESPACE_INFLUXDB = "ONS/InfluxDB"
+METRICS_NAMESPACE_TIMESTREAM = "ONS/Timestream"
+
+# An unreachable store or throttling is transient: retried minutes apart with jitter.
+ENERGY_RETRY_POLICY = RetryPolicy(
+    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+
+
+def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
+    head = frame.head(limit).astype(str)
+    cells = [list(map(str, head.columns)), ["---"] * len(head.columns), *head.to_numpy().tolist()]
+    return MetadataValue.md(
+        "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells)
+    )
+
+
+def read_and_prepare(
+    s3: ObjectStoreResource,
+    storage: EnergyStorageResource,
+    key: str,
+    *,
+    check_tags: bool = True,
+) -> PreparedFile:
+    """The object's rows after the section 4 rules.
+
+    Raises:
+        Failure: (not retried) the object is missing or the whole file is rejected.
+    """
+    bucket = storage.processed_bucket
+    try:
+        dataset = detect_dataset(key)
+        data = s3.get_bytes(bucket, key)
+        if data is None:
+            raise Failure(description=f"s3://{bucket}/{key} does not exist", allow_retries=False)
+        return prepare(read_parquet(data, dataset), dataset, check_tags=check_tags)
+    except FileRejectedError as error:
+        raise Failure(
+            description=f"s3://{bucket}/{key} rejected: {error}",
+            metadata={"reason": error.reason},
+            allow_retries=False,
+        ) from error
+
+
+def write_quarantine(
+    s3: ObjectStoreResource, storage: EnergyStorageResource, store: str, key: str, rejected: Any
+) -> str | None:
+    """Put the rejected rows beside the key (or remove a stale object); the URI or None."""
+    bucket = storage.processed_bucket
+    quarantine_key = storage.quarantine_key(store, key)
+    if len(rejected) == 0:
+        s3.get_client().delete_object(Bucket=bucket, Key=quarantine_key)
+        return None
+    s3.put_bytes(
+        bucket, quarantine_key, quarantine_parquet(rejected), "application/vnd.apache.parquet"
+    )
+    return f"s3://{bucket}/{quarantine_key}"
+
+
+def _fail_on_invalid(prepared: PreparedFile, key: str, uri: str | None) -> None:
+    reasons = prepared.rejected_by_reason()
+    raise Failure(
+        description=f"{key}: {len(prepared.rejected)} invalid rows and DROP_INVALID_RECORDS is "
+        f"false; nothing was written. Reasons: {reasons}",
+        metadata={"rejected_by_reason": MetadataValue.json(reasons), "quarantine": str(uri)},
+        allow_retries=False,
+    )
+
+
+def _accounting(rows: int, written: int, deduplicated: int, rejected: int) -> AssetCheckResult:
+    return AssetCheckResult(
+        check_name="rows_accounted_for",
+        passed=rows == written + deduplicated + rejected,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows": rows,
+            "written": written,
+            "deduplicated": deduplicated,
+            "rejected": rejected,
+        },
+    )
+
+
+def readback_counts(
+    influxdb: InfluxDBResource, bucket: str, prepared: PreparedFile
+) -> dict[tuple[tuple[str, str], ...], dict[str, int]]:
+    """Per series and field, how many values InfluxDB holds in the file's time window."""
+    frame = prepared.accepted
+    if frame.empty:
+        return {}
+    low, high = int(frame["time_ns"].min()), int(frame["time_ns"].max())
+    measurement = '"' + prepared.measurement.replace('"', '\\"') + '"'
+    series = influxdb.influxql(
+        bucket,
+        f"SELECT COUNT(*) FROM {measurement} WHERE time >= {low} AND time <= {high} GROUP BY *",
+    )
+    found: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
+    for item in series:
+        tags = tuple(sorted((k, v) for k, v in (item.get("tags") or {}).items() if v))
+        counts = dict(zip(item["columns"], item["values"][0], strict=True))
+        found[tags] = {
+            name.removeprefix("count_"): int(value)
+            for name, value in counts.items()
+            if name != "time" and value
+        }
+    return found
+
+
+def compare_counts(
+    expected: dict[tuple[tuple[str, str], ...], dict[str, int]],
+    found: dict[tuple[tuple[str, str], ...], dict[str, int]],
+) -> list[dict[str, Any]]:
+    """Series/fields holding fewer values than written (other files may add more)."""
+    short = []
+    for series, fields in expected.items():
+        for name, count in fields.items():
+            got = found.get(series, {}).get(name, 0)
+            if got < count:
+                short.append({"series": dict(series), "field": name, "written": count, "read": got})
+    return short
+
+
+@asset(
+    key=INFLUXDB_KEY,
+    group_name=ENERGY_GROUP,
+    partitions_def=energy_objects_partitions,
+    retry_policy=ENERGY_RETRY_POLICY,
+    kinds={"influxdb", "s3"},
+    check_specs=[
+        AssetCheckSpec(
+            "rows_accounted_for",
+            asset=INFLUXDB_KEY,
+            description="Rows = points written + exact duplicates folded + rows rejected.",
+        ),
+        AssetCheckSpec(
+            "readback_matches",
+            asset=INFLUXDB_KEY,
+            description="InfluxQL counts per series and field in the file's time window hold "
+            "every value written.",
+        ),
+    ],
+)
+def influxdb_points(
+    context: AssetExecutionContext,
+    s3: ObjectStoreResource,
+    influxdb: InfluxDBResource,
+    metrics: CloudWatchMetricsResource,
+    energy_storage: EnergyStorageResource,
+) -> Any:
+    """Energy series from one processed Parquet object as InfluxDB points, for dashboards."""
+    started = time.monotonic()
+    key = context.partition_key
+    try:
+        health = influxdb.health()
+    except InfluxDBUnavailableError as error:
+        metrics.put(
+            METRICS_NAMESPACE_INFLUXDB,
+            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"})],
+        )
+        raise Failure(description=str(error), allow_retries=True) from error
+    prepared = read_and_prepare(s3, energy_storage, key, check_tags=influxdb.enable_validation)
+    converted = time.monotonic()
+    bucket = influxdb.bucket_for(MEASUREMENT[prepared.dataset])
+    if not prepared.rejected.empty and not influxdb.drop_invalid_records:
+        uri = write_quarantine(s3, energy_storage, "influxdb", key, prepared.rejected)
+        _fail_on_invalid(prepared, key, uri)
+    created = influxdb.ensure_bucket(bucket)
+    size = influxdb.max_batch_size
+    chunk_rows = max(size, CHUNK_ROWS // size * size)  # batches never straddle chunks
+    chunks: dict[int, Any] = {}
+
+    def batches() -> Any:
+        # Consumed while earlier batches are in flight: conversion overlaps the writes.
+        for offset, lines in line_chunks(prepared, chunk_rows):
+            chunks[offset] = lines
+            for lo, hi, body in batch_bodies(lines, size):
+                yield offset + lo, offset + hi, body
+
+    def split(lo: int, hi: int) -> bytes:
+        offset = lo // chunk_rows * chunk_rows
+        return next(batch_bodies(chunks[offset].slice(lo - offset, hi - lo), hi - lo))[2]
+
+    try:
+        outcome = influxdb.write_lines(bucket, batches(), split)
+    except InfluxDBUnavailableError as error:
+        raise Failure(description=str(error), allow_retries=True) from error
+    except InfluxDBWriteError as error:  # auth, missing bucket: a retry cannot help
+        raise Failure(description=str(error), allow_retries=False) from error
+    rejected = prepared.rejected
+    if outcome.rejected:
+        positions = np.array(sorted(outcome.rejected), dtype=np.int64)
+        refused = rejected_rows(
+            prepared, positions, "influxdb_rejected", [outcome.rejected[p] for p in positions]
+        )
+        rejected = pd.concat([rejected, refused], ignore_index=True)
+    uri = write_quarantine(s3, energy_storage, "influxdb", key, rejected)
+    written = outcome.lines_written
+    reasons = (
+        {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
+        if len(rejected)
+        else {}
+    )
+    expected = expected_series_counts(prepared)
+    if outcome.rejected:
+        kept = np.setdiff1d(np.arange(len(prepared.accepted)), positions)
+        expected = expected_series_counts(
+            PreparedFile(
+                prepared.dataset,
+                prepared.layout,
+                prepared.rows,
+                prepared.accepted.iloc[kept],
+                rejected,
+                prepared.deduplicated,
+                prepared.field_columns,
+            )
+        )
+    found = readback_counts(influxdb, bucket, prepared)
+    short = compare_counts(expected, found)
+    elapsed = time.monotonic() - started
+    conversion_rate = (len(prepared.accepted) / prepared.rows) if prepared.rows else 1.0
+    success_rate = (
+        (outcome.batches - outcome.failed_batches) / outcome.batches if outcome.batches else 1.0
+    )
+    metrics.put(
+        METRICS_NAMESPACE_INFLUXDB,
+        [
+            Metric("PointsWritten", written),
+            Metric("BatchesProcessed", outcome.batches),
+            Metric("ProcessingTime", elapsed, unit="Seconds"),
+            Metric("ConversionRate", conversion_rate, unit="None"),
+            Metric("SuccessRate", success_rate, unit="None"),
+            Metric("FailedBatches", outcome.failed_batches),
+            *(
+                Metric("ProcessingErrors", count, dimensions={"ErrorType": reason})
+                for reason, count in reasons.items()
+            ),
+        ],
+    )
+    preview = pd.DataFrame(
+        {"line": [s.rstrip("\n") for s in chunks[0].slice(0, 10).to_pylist()] if chunks else []}
+    )
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            "points_written": written,
+            "rows": prepared.rows,
+            "dataset_type": prepared.dataset,
+            "layout": prepared.layout,
+            "bucket": bucket,
+            "bucket_created": created,
+            "measurement": prepared.measurement,
+            "batches_processed": outcome.batches,
+            "failed_batches": outcome.failed_batches,
+            "write_requests": outcome.requests,
+            "write_retries": outcome.retries,
+            "deduplicated": prepared.deduplicated,
+            "rejected": len(rejected),
+            "rejected_by_reason": MetadataValue.json(reasons),
+            "conversion_stats": MetadataValue.json(
+                {
+                    "input_rows": prepared.rows,
+                    "output_points": len(prepared.accepted),
+                    "conversion_rate": conversion_rate,
+                    "conversion_seconds": round(converted - started, 3),
+                }
+            ),
+            "influxdb_health": MetadataValue.json(health),
+            "processing_time_seconds": round(elapsed, 3),
+            "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
+            "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
+            "preview": markdown_table(preview),
+        }
+    )
+    yield _accounting(prepared.rows, written, prepared.deduplicated, len(rejected))
+    yield AssetCheckResult(
+        check_name="readback_matches",
+        passed=not short,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "series_written": len(expected),
+            "series_read": len(found),
+            "short": MetadataValue.json(short[:20]),
+        },
+    )
+
+
+@asset(
+    key=TIMESTREAM_KEY,
+    group_name=ENERGY_GROUP,
+    partitions_def=energy_objects_partitions,
+    retry_policy=ENERGY_RETRY_POLICY,
+    kinds={"timestream", "s3"},
+    check_specs=[
+        AssetCheckSpec(
+            "rows_accounted_for",
+            asset=TIMESTREAM_KEY,
+            description="Rows = records written + exact duplicates folded + rows rejected.",
+        )
+    ],
+)
+def timestream_records(
+    context: AssetExecutionContext,
+    s3: ObjectStoreResource,
+    timestream: TimestreamResource,
+    metrics: CloudWatchMetricsResource,
+    energy_storage: EnergyStorageResource,
+) -> Any:
+    """Energy series from one processed Parquet object as Timestream records (seed 000)."""
+    started = time.monotonic()
+    key = context.partition_key
+    prepared = read_and_prepare(s3, energy_storage, key)
+    # Version = load time: a re-load of a corrected file upserts instead of being refused.
+    calls = timestream_calls(prepared, version=time.time_ns() // 1_000_000)
+    try:
+        results = timestream.write_calls(
+            prepared.dataset, [(call.common, call.records) for call in calls]
+        )
+    except TimestreamUnavailableError as error:
+        metrics.put(
+            METRICS_NAMESPACE_TIMESTREAM,
+            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"})],
+        )
+        raise Failure(description=str(error), allow_retries=True) from error
+    refused_positions: list[int] = []
+    refused_reasons: list[str] = []
+    for call, result in zip(calls, results, strict=True):
+        for index, reason in sorted(result.rejected.items()):
+            refused_positions.append(int(call.positions[index]))
+            refused_reasons.append(reason)
+    rejected = prepared.rejected
+    if refused_positions:
+        refused = rejected_rows(
+            prepared,
+            np.array(refused_positions, dtype=np.int64),
+            "timestream_rejected",
+            refused_reasons,
+        )
+        rejected = pd.concat([rejected, refused], ignore_index=True)
+    uri = write_quarantine(s3, energy_storage, "timestream", key, rejected)
+    written = sum(result.written for result in results)
+    reasons = (
+        {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
+        if len(rejected)
+        else {}
+    )
+    elapsed = time.monotonic() - started
+    metrics.put(
+        METRICS_NAMESPACE_TIMESTREAM,
+        [
+            Metric("RecordsProcessed", written),
+            Metric("BatchesProcessed", len(calls)),
+            Metric("ProcessingErrors", len(rejected)),
+        ],
+    )
+    yield MaterializeResult(
+        metadata={
+            "dagster/row_count": written,
+            "records_written": written,
+            "rows": prepared.rows,
+            "dataset_type": prepared.dataset,
+            "layout": prepared.layout,
+            "database": timestream.database,
+            "table": timestream.table_for(prepared.dataset),
+            "write_calls": len(calls),
+            "retries": sum(result.retries for result in results),
+            "deduplicated": prepared.deduplicated,
+            "rejected": len(rejected),
+            "rejected_by_reason": MetadataValue.json(reasons),
+            "processing_time_seconds": round(elapsed, 3),
+            "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
+            "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
+            "dagster/column_schema": create_table_schema_metadata_from_dataframe(
+                prepared.accepted.head(0)
+            ),
+            "preview": markdown_table(prepared.accepted),
+        }
+    )
+    yield _accounting(prepared.rows, written, prepared.deduplicated, len(rejected))

@@ -1,0 +1,145 @@
+"""The energy data contract (ARCHITECTURE.md section 4): datasets, columns, object keys, events.
+
+Pure logic, no Dagster: the sensor, the assets and the tests share it.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any, Final
+
+DATASETS: Final = ("generation", "consumption", "transmission")
+DIMENSION: Final = {
+    "generation": "energy_source",
+    "consumption": "consumer_type",
+    "transmission": "line_id",
+}
+WIDE_FIELDS: Final = {
+    "generation": ("power_mw", "capacity_factor", "efficiency"),
+    "consumption": ("consumption_mwh", "demand_mw", "load_factor"),
+    "transmission": ("flow_mw", "losses_mwh", "voltage_kv"),
+}
+MEASUREMENT: Final = {name: f"{name}_data" for name in DATASETS}
+OPTIONAL_TAGS: Final = ("measurement_type", "quality_flag")
+# Long rows: the float field is named from the unit; any other unit gives `value`.
+UNIT_FIELDS: Final = {
+    "MW": "power_mw",
+    "MWh": "energy_mwh",
+    "kV": "voltage_kv",
+    "A": "current_a",
+    "Hz": "frequency_hz",
+    "%": "percentage",
+    "ratio": "ratio",
+}
+DEFAULT_FIELD: Final = "value"
+# Timestream's limit on a dimension value, and the rule we apply to every tag and unit.
+MAX_TAG_BYTES: Final = 2048
+
+REASONS: Final = (
+    "invalid_timestamp",
+    "missing_tag",
+    "invalid_tag",
+    "missing_unit",
+    "missing_value",
+    "non_numeric_value",
+    "non_finite_value",
+    "conflicting_duplicate",
+)
+
+
+class FileRejectedError(ValueError):
+    """The whole file is unusable (unknown dataset, missing column); `reason` says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+def detect_dataset(key: str) -> str:
+    """The dataset named by the key's one `dataset=<name>` path segment.
+
+    Raises:
+        FileRejectedError: `unknown_dataset` (no segment, or another name such as
+            `generation_backup`) or `ambiguous_dataset` (two different names).
+    """
+    segments = urllib.parse.unquote(key).split("/")
+    names = {s.split("=", 1)[1] for s in segments if s.startswith("dataset=")}
+    if not names:
+        raise FileRejectedError("unknown_dataset", f"no dataset=<name> segment in {key!r}")
+    if len(names) > 1:
+        raise FileRejectedError(
+            "ambiguous_dataset", f"{key!r} names datasets {sorted(names)}; expected one"
+        )
+    (name,) = names
+    if name not in DATASETS:
+        raise FileRejectedError(
+            "unknown_dataset", f"dataset {name!r} in {key!r} is not one of {list(DATASETS)}"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str
+
+
+def objects_from_event(event: dict[str, Any]) -> list[ObjectRef]:
+    """The objects an event names, in the seeds' two shapes.
+
+    An S3 event notification (`Records[].s3.bucket.name/object.key`, every record; S3 sends
+    keys URL-encoded with `+` for spaces) or the Step Functions form `{"bucket", "key"}`
+    (keys verbatim).
+
+    Raises:
+        ValueError: the event has neither shape.
+    """
+    if isinstance(event.get("Records"), list):
+        refs = []
+        for index, record in enumerate(event["Records"]):
+            try:
+                s3 = record["s3"]
+                refs.append(
+                    ObjectRef(s3["bucket"]["name"], urllib.parse.unquote_plus(s3["object"]["key"]))
+                )
+            except (KeyError, TypeError) as error:
+                raise ValueError(f"Records[{index}] is not an S3 event record: {error}") from error
+        return refs
+    if isinstance(event.get("bucket"), str) and isinstance(event.get("key"), str):
+        return [ObjectRef(event["bucket"], event["key"])]
+    raise ValueError("event is neither an S3 notification (Records) nor {bucket, key}")
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    partition_keys: list[str]
+    skipped: dict[str, str]  # object key (or s3 URI) -> why it is not loaded
+
+
+# Dagster refuses partition keys containing these.
+_BAD_PARTITION_SUBSTRINGS: Final = ("...", "\a", "\b", "\f", "\n", "\r", "\t", "\v", "\0")
+
+
+def plan_loads(refs: list[ObjectRef], processed_bucket: str) -> LoadPlan:
+    """Which objects become energy partitions (object keys), and why the others do not."""
+    keys: list[str] = []
+    skipped: dict[str, str] = {}
+    for ref in refs:
+        if ref.bucket != processed_bucket:
+            skipped[f"s3://{ref.bucket}/{ref.key}"] = f"not the processed bucket {processed_bucket}"
+            continue
+        if not ref.key.endswith(".parquet"):
+            skipped[ref.key] = "not a .parquet object"
+            continue
+        if any(s in ref.key for s in _BAD_PARTITION_SUBSTRINGS):
+            skipped[ref.key] = "key contains characters Dagster refuses in a partition key"
+            continue
+        try:
+            detect_dataset(ref.key)
+        except FileRejectedError as error:
+            skipped[ref.key] = str(error)
+            continue
+        if ref.key not in keys:
+            keys.append(ref.key)
+    return LoadPlan(partition_keys=keys, skipped=skipped)

@@ -1,0 +1,6 @@
+"""Run launchers for the production instance: runs on AWS Lambda, long runs routed elsewhere."""
+
+from ons_pipeline.platform.launcher.lambda_launcher import LambdaRunLauncher
+from ons_pipeline.platform.launcher.routing import RoutingRunLauncher
+
+__all__ = ["LambdaRunLauncher", "RoutingRunLauncher"]

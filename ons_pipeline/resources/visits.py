@@ -1,0 +1,22 @@
+"""Where the visits pipeline reads visit events and keeps its checkpoint."""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class VisitsStorageResource(ConfigurableResource):
+    """Defaults for the visits checkpoint run config (the seed's Lambda event fields)."""
+
+    source_bucket: str = Field(description="Bucket the visit-event JSON files land in.")
+    prefix: str = Field(default="logs/", description="Prefix of the event files in the bucket.")
+    checkpoint_bucket: str = Field(description="Bucket the checkpoint and its ledger live in.")
+    checkpoint_key: str = Field(
+        default="checkpoints/events.parquet",
+        description="Key of the checkpoint Parquet; the ledger, errors and analytics sit "
+        "beside it.",
+    )
+    max_workers: int = Field(
+        default=32, description="Concurrent GETs of new event files (botocore pool size is 32)."
+    )

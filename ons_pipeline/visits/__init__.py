@@ -1,0 +1,1 @@
+"""Visits asset group: visit-event JSON files -> checkpoint Parquet -> analytics."""

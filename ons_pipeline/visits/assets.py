@@ -1,0 +1,328 @@
+"""Visits asset group: visit-event JSON files -> checkpoint Parquet -> the seed's analytics."""
+
+import io
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetSpec,
+    Backoff,
+    Config,
+    Failure,
+    Jitter,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    asset,
+    multi_asset,
+)
+from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
+from pydantic import Field
+
+from ons_pipeline.resources import CloudWatchMetricsResource, Metric, ObjectStoreResource
+from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.visits.analytics import (
+    average_days_to_qc_by_center,
+    latest_event_per_visit,
+    monthly_not_pass_qc_by_center,
+)
+from ons_pipeline.visits.checkpoint import PARQUET_CONTENT_TYPE, CorruptCheckpointError
+from ons_pipeline.visits.storage import (
+    CheckpointOutcome,
+    ConcurrentCheckpointError,
+    Locations,
+    read_checkpoint,
+    run_checkpoint,
+)
+
+VISITS_GROUP = "visits"
+METRICS_NAMESPACE_VISITS = "ONS/Visits"
+CHECKPOINT_KEY = AssetKey(["visit_events_checkpoint"])
+LATEST_KEY = AssetKey(["latest_visit_events"])
+MONTHLY_KEY = AssetKey(["monthly_not_pass_qc_by_center"])
+QC_DAYS_KEY = AssetKey(["avg_days_to_qc_by_center"])
+REJECTIONS_IN_METADATA = 50
+
+# Same policy as sales: transient S3 trouble and a lost checkpoint race are retried minutes
+# apart with jitter; a corrupt checkpoint is raised with allow_retries=False instead.
+VISITS_RETRY_POLICY = RetryPolicy(
+    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
+
+
+class VisitsCheckpointConfig(Config):
+    """The seed's Lambda event; an empty field takes the `visits_storage` resource's value."""
+
+    source_bucket: str | None = Field(default=None, description="Bucket of event JSON files.")
+    prefix: str | None = Field(default=None, description="Prefix of the event files.")
+    checkpoint_bucket: str | None = Field(
+        default=None, description="Bucket of the checkpoint and its ledger."
+    )
+    checkpoint_key: str | None = Field(default=None, description="Key of the checkpoint Parquet.")
+
+    def locations(self, storage: VisitsStorageResource) -> Locations:
+        return Locations(
+            source_bucket=self.source_bucket or storage.source_bucket,
+            prefix=self.prefix if self.prefix is not None else storage.prefix,
+            checkpoint_bucket=self.checkpoint_bucket or storage.checkpoint_bucket,
+            checkpoint_key=self.checkpoint_key or storage.checkpoint_key,
+        )
+
+
+def checkpoint_run_config(locations: Locations | None = None) -> dict[str, Any]:
+    """Run config for the checkpoint step in the seed's event shape."""
+    if locations is None:
+        return {}
+    fields = ("source_bucket", "prefix", "checkpoint_bucket", "checkpoint_key")
+    config = {name: getattr(locations, name) for name in fields}
+    return {"ops": {"visit_events_checkpoint": {"config": config}}}
+
+
+def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
+    """A markdown table of at most `limit` rows for the UI (no tabulate dependency)."""
+    head = frame.head(limit).astype(str)
+    cells = [list(map(str, head.columns)), ["---"] * len(head.columns), *head.to_numpy().tolist()]
+    return MetadataValue.md(
+        "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells)
+    )
+
+
+def _previous_total(context: AssetExecutionContext) -> int | None:
+    event = context.instance.get_latest_materialization_event(CHECKPOINT_KEY)
+    if event is None or event.asset_materialization is None:
+        return None
+    value = event.asset_materialization.metadata.get("total_events")
+    return None if value is None else int(value.value)
+
+
+def _checks(outcome: CheckpointOutcome, previous_total: int | None) -> list[AssetCheckResult]:
+    duplicates = int(outcome.checkpoint.duplicated().sum())
+    accounted = outcome.files_valid + outcome.events_failed
+    return [
+        AssetCheckResult(
+            check_name="total_events_never_decreases",
+            passed=previous_total is None or outcome.total_events >= previous_total,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "previous_total_events": -1 if previous_total is None else previous_total,
+                "total_events": outcome.total_events,
+            },
+        ),
+        AssetCheckResult(
+            check_name="no_duplicate_events",
+            passed=duplicates == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"duplicate_rows": duplicates},
+        ),
+        AssetCheckResult(
+            check_name="files_accounted_for",
+            passed=accounted == outcome.files_read,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "files_read": outcome.files_read,
+                "files_valid": outcome.files_valid,
+                "events_failed": outcome.events_failed,
+            },
+        ),
+    ]
+
+
+@asset(
+    key=CHECKPOINT_KEY,
+    group_name=VISITS_GROUP,
+    kinds={"s3", "parquet"},
+    retry_policy=VISITS_RETRY_POLICY,
+    check_specs=[
+        AssetCheckSpec(
+            "total_events_never_decreases",
+            asset=CHECKPOINT_KEY,
+            description="The checkpoint holds at least as many events as after the last run.",
+        ),
+        AssetCheckSpec(
+            "no_duplicate_events",
+            asset=CHECKPOINT_KEY,
+            description="No two rows are the same normalised event.",
+        ),
+        AssetCheckSpec(
+            "files_accounted_for",
+            asset=CHECKPOINT_KEY,
+            description="Every event file read is either valid or rejected with a reason.",
+        ),
+    ],
+)
+def visit_events_checkpoint(
+    context: AssetExecutionContext,
+    config: VisitsCheckpointConfig,
+    s3: ObjectStoreResource,
+    metrics: CloudWatchMetricsResource,
+    visits_storage: VisitsStorageResource,
+) -> MaterializeResult:
+    """Every distinct visit event ever logged (all versions of each visit), as one Parquet file.
+
+    Incremental by object identity: only event files whose (key, ETag) the ledger has not seen
+    are fetched, so late and out-of-order arrivals and corrected re-uploads are never missed.
+    """
+    try:
+        locations = config.locations(visits_storage)
+    except ValueError as error:
+        raise Failure(description=str(error), allow_retries=False) from error
+    previous_total = _previous_total(context)
+    try:
+        outcome = run_checkpoint(
+            s3.get_client(),
+            locations,
+            run_id=context.run.run_id,
+            max_workers=visits_storage.max_workers,
+            log=context.log.info,
+        )
+    except CorruptCheckpointError as error:
+        raise Failure(
+            description=f"{locations.checkpoint_uri} is corrupt ({error}); it was left untouched. "
+            "Restore it from a version or move it aside to rebuild from the event files.",
+            allow_retries=False,
+        ) from error
+    except ConcurrentCheckpointError as error:
+        raise Failure(description=str(error), allow_retries=True) from error
+    for rejection in outcome.rejections:
+        context.log.warning(
+            f"Rejected s3://{locations.source_bucket}/{rejection.key}: {rejection.reason}"
+        )
+    metrics.put(
+        METRICS_NAMESPACE_VISITS,
+        [
+            Metric("NewEventsProcessed", outcome.new_events_processed),
+            Metric("TotalEvents", outcome.total_events),
+            Metric("EventsFailed", outcome.events_failed),
+            Metric("ExecutionTime", outcome.execution_time_ms, unit="Milliseconds"),
+            Metric("CheckpointFileSize", outcome.checkpoint_size_bytes, unit="Bytes"),
+        ],
+    )
+    frame = outcome.checkpoint
+    rejected = [
+        {"key": r.key, "reason": r.reason} for r in outcome.rejections[:REJECTIONS_IN_METADATA]
+    ]
+    return MaterializeResult(
+        metadata={
+            "new_events_processed": outcome.new_events_processed,
+            "total_events": outcome.total_events,
+            "events_failed": outcome.events_failed,
+            "last_processed_timestamp": outcome.last_processed_timestamp or "",
+            "execution_time_ms": outcome.execution_time_ms,
+            "checkpoint_size_bytes": outcome.checkpoint_size_bytes,
+            "files_listed": outcome.files_listed,
+            "files_read": outcome.files_read,
+            "files_valid": outcome.files_valid,
+            "files_vanished": outcome.files_vanished,
+            "duplicate_events": outcome.duplicate_events,
+            "checkpoint_written": outcome.checkpoint_written,
+            "first_run": outcome.first_run,
+            "checkpoint_uri": MetadataValue.path(locations.checkpoint_uri),
+            "checkpoint_bucket": locations.checkpoint_bucket,
+            "checkpoint_key": locations.checkpoint_key,
+            "ledger_uri": MetadataValue.path(
+                f"s3://{locations.checkpoint_bucket}/{locations.ledger_key}"
+            ),
+            "errors_uri": MetadataValue.path(outcome.errors_uri or "none: no file rejected"),
+            "rejected_files": MetadataValue.json(rejected),
+            "dagster/row_count": outcome.total_events,
+            "dagster/column_schema": create_table_schema_metadata_from_dataframe(frame),
+            "preview": markdown_table(frame.tail(10)),
+        },
+        check_results=_checks(outcome, previous_total),
+    )
+
+
+def _checkpoint_locations(
+    context: AssetExecutionContext, storage: VisitsStorageResource
+) -> Locations:
+    """Where the last checkpoint run wrote (its run config may have moved it)."""
+    event = context.instance.get_latest_materialization_event(CHECKPOINT_KEY)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    bucket = metadata.get("checkpoint_bucket")
+    key = metadata.get("checkpoint_key")
+    return Locations(
+        source_bucket=storage.source_bucket,
+        prefix=storage.prefix,
+        checkpoint_bucket=str(bucket.value) if bucket else storage.checkpoint_bucket,
+        checkpoint_key=str(key.value) if key else storage.checkpoint_key,
+    )
+
+
+def _write_parquet(s3: ObjectStoreResource, bucket: str, key: str, frame: pd.DataFrame) -> int:
+    sink = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink, compression="snappy")
+    s3.put_bytes(bucket, key, sink.getvalue(), PARQUET_CONTENT_TYPE)
+    return sink.tell()
+
+
+ANALYTICS = {
+    LATEST_KEY: (
+        "latest_visit_events",
+        latest_event_per_visit,
+        "The newest event of each visit (ptid, visit_date, visit_number): its most complete "
+        "state, for analysts who want one row per visit.",
+    ),
+    MONTHLY_KEY: (
+        "monthly_not_pass_qc_by_center",
+        monthly_not_pass_qc_by_center,
+        "Not-pass-QC events per center and visit month, for the monthly error report.",
+    ),
+    QC_DAYS_KEY: (
+        "avg_days_to_qc_by_center",
+        average_days_to_qc_by_center,
+        "Average calendar days (UTC) from visit date to QC outcome per center: QC turnaround.",
+    ),
+}
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            key, group_name=VISITS_GROUP, deps=[CHECKPOINT_KEY], description=desc, kinds={"s3"}
+        )
+        for key, (_, _, desc) in ANALYTICS.items()
+    ],
+    name="visit_analytics",
+    retry_policy=VISITS_RETRY_POLICY,
+    can_subset=True,
+)
+def visit_analytics(
+    context: AssetExecutionContext, s3: ObjectStoreResource, visits_storage: VisitsStorageResource
+) -> Any:
+    """The seed's three queries over the checkpoint, each kept as Parquet beside it."""
+    locations = _checkpoint_locations(context, visits_storage)
+    try:
+        events = read_checkpoint(s3.get_client(), locations)
+    except CorruptCheckpointError as error:
+        raise Failure(
+            description=f"{locations.checkpoint_uri} is corrupt: {error}", allow_retries=False
+        ) from error
+    if events is None:
+        raise Failure(
+            description=f"No checkpoint at {locations.checkpoint_uri}: materialise "
+            "visit_events_checkpoint first",
+            allow_retries=False,
+        )
+    for key in sorted(context.selected_asset_keys, key=lambda k: k.to_user_string()):
+        name, query, _ = ANALYTICS[key]
+        result = query(events)
+        object_key = locations.analytics_key(name)
+        size = _write_parquet(s3, locations.checkpoint_bucket, object_key, result)
+        yield MaterializeResult(
+            asset_key=key,
+            metadata={
+                "dagster/row_count": len(result),
+                "dagster/column_schema": create_table_schema_metadata_from_dataframe(result),
+                "s3_uri": MetadataValue.path(f"s3://{locations.checkpoint_bucket}/{object_key}"),
+                "size_bytes": size,
+                "source_events": len(events),
+                "preview": markdown_table(result),
+            },
+        )

@@ -1,0 +1,71 @@
+"""S3-arrival sensor: event files the ledger has not seen become one checkpoint run.
+
+Visit-event keys sort by action and event time, not arrival, so a `StartAfter` cursor would
+skip late files; the sensor compares the listing with the ledger instead. A tick costs one
+listing of the prefix and one GET of the ledger, never a GET per event file.
+"""
+
+import hashlib
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    RunsFilter,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from ons_pipeline.resources import ObjectStoreResource
+from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.visits.assets import VisitsCheckpointConfig, checkpoint_run_config
+from ons_pipeline.visits.jobs import visits_job
+from ons_pipeline.visits.storage import pending_objects
+
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+@sensor(
+    job=visits_job,
+    minimum_interval_seconds=120,
+    default_status=DefaultSensorStatus.STOPPED,
+    description="Starts the visits checkpoint when event files the ledger has not seen land.",
+)
+def visit_events_sensor(
+    context: SensorEvaluationContext, s3: ObjectStoreResource, visits_storage: VisitsStorageResource
+) -> SensorResult | SkipReason:
+    locations = VisitsCheckpointConfig().locations(visits_storage)
+    pending, listed = pending_objects(s3.get_client(), locations)
+    where = f"s3://{locations.source_bucket}/{locations.prefix}"
+    if not pending:
+        return SkipReason(f"No new event files in {where} ({listed} listed, all in the ledger)")
+    running = context.instance.get_runs_count(
+        RunsFilter(job_name=visits_job.name, statuses=IN_FLIGHT)
+    )
+    if running:
+        return SkipReason(
+            f"{len(pending)} new event files wait for the checkpoint run already in progress"
+        )
+    # The same pending set asks for one run only; a failed run is retried by its RetryPolicy
+    # and then by the hourly schedule, not by every tick.
+    digest = hashlib.sha256(
+        "\n".join(f"{key}\t{etag}" for key, etag in sorted(pending.items())).encode()
+    ).hexdigest()[:32]
+    context.log.info(f"{len(pending)} new event files of {listed} listed in {where}")
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"visit-events-{digest}",
+                run_config=checkpoint_run_config(locations),
+                tags={"ons/new_event_files": str(len(pending))},
+            )
+        ],
+        cursor=digest,
+    )

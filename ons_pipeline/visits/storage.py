@@ -1,0 +1,268 @@
+"""One checkpoint run against S3: the I/O around the pure logic in `checkpoint.py`.
+
+Order of commits: the checkpoint first (a conditional PUT on the ETag it was read at, so two
+concurrent runs cannot both win), then the ledger. A crash between the two re-processes the
+files next time, and the merge folds them into rows that already exist: nothing is skipped
+and nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from ons_pipeline.visits.checkpoint import (
+    PARQUET_CONTENT_TYPE,
+    ParsedFile,
+    Rejection,
+    checkpoint_from_parquet,
+    checkpoint_to_parquet,
+    empty_checkpoint,
+    events_frame,
+    ledger_from_parquet,
+    ledger_to_parquet,
+    merge_events,
+    new_objects,
+    parse_event_file,
+    sibling_key,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+
+
+class ConcurrentCheckpointError(RuntimeError):
+    """Another run replaced the checkpoint after this run read it; re-running is safe."""
+
+
+@dataclass(frozen=True)
+class Locations:
+    """The seed's Lambda event fields, with the ledger and errors placed beside the checkpoint."""
+
+    source_bucket: str
+    prefix: str
+    checkpoint_bucket: str
+    checkpoint_key: str
+
+    def __post_init__(self) -> None:
+        if self.source_bucket == self.checkpoint_bucket:
+            for key in (self.checkpoint_key, self.ledger_key, self.errors_prefix):
+                if key.startswith(self.prefix):
+                    raise ValueError(
+                        f"s3://{self.checkpoint_bucket}/{key} is inside the event prefix "
+                        f"{self.prefix!r}: it would be read as an event file"
+                    )
+
+    @property
+    def ledger_key(self) -> str:
+        return sibling_key(self.checkpoint_key, ".ledger.parquet")
+
+    @property
+    def errors_prefix(self) -> str:
+        return sibling_key(self.checkpoint_key, ".errors/")
+
+    def analytics_key(self, name: str) -> str:
+        return sibling_key(self.checkpoint_key, f".analytics/{name}.parquet")
+
+    @property
+    def checkpoint_uri(self) -> str:
+        return f"s3://{self.checkpoint_bucket}/{self.checkpoint_key}"
+
+
+@dataclass
+class CheckpointOutcome:
+    files_listed: int = 0
+    files_read: int = 0
+    files_valid: int = 0
+    files_vanished: int = 0
+    new_events_processed: int = 0
+    total_events: int = 0
+    last_processed_timestamp: str | None = None
+    checkpoint_size_bytes: int = 0
+    checkpoint_written: bool = False
+    ledger_written: bool = False
+    first_run: bool = False
+    execution_time_ms: int = 0
+    errors_uri: str | None = None
+    rejections: list[Rejection] = field(default_factory=list)
+    checkpoint: pd.DataFrame = field(default_factory=empty_checkpoint)
+
+    @property
+    def events_failed(self) -> int:
+        return len(self.rejections)
+
+    @property
+    def duplicate_events(self) -> int:
+        """Valid files whose event was already in the checkpoint (copies, replays)."""
+        return self.files_valid - self.new_events_processed
+
+
+def _error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def read_object(client: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
+    """(bytes, ETag), or None only when the key does not exist; other errors propagate."""
+    try:
+        response = client.get_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        if _error_code(error) in {"NoSuchKey", "404"}:
+            return None
+        raise
+    return response["Body"].read(), response["ETag"]
+
+
+def list_event_objects(client: Any, bucket: str, prefix: str) -> dict[str, str]:
+    """Every object under the prefix as key -> ETag (folder markers left out)."""
+    objects: dict[str, str] = {}
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            if not item["Key"].endswith("/"):
+                objects[item["Key"]] = item["ETag"]
+    return objects
+
+
+def read_ledger(client: Any, locations: Locations) -> dict[str, tuple[str, str]]:
+    stored = read_object(client, locations.checkpoint_bucket, locations.ledger_key)
+    return {} if stored is None else ledger_from_parquet(stored[0])
+
+
+def pending_objects(client: Any, locations: Locations) -> tuple[dict[str, str], int]:
+    """New (key, ETag) pairs by the ledger, and how many objects were listed (sensor's view)."""
+    listing = list_event_objects(client, locations.source_bucket, locations.prefix)
+    return new_objects(listing, read_ledger(client, locations)), len(listing)
+
+
+def _fetch_and_parse(client: Any, bucket: str, key: str) -> ParsedFile | None:
+    stored = read_object(client, bucket, key)
+    if stored is None:  # deleted since the listing: nothing to record
+        return None
+    body, etag = stored  # the GET's ETag names exactly the bytes that were parsed
+    return parse_event_file(key, etag, body)
+
+
+def run_checkpoint(
+    client: Any,
+    locations: Locations,
+    *,
+    run_id: str,
+    max_workers: int = 32,
+    log: Callable[[str], None] | None = None,
+) -> CheckpointOutcome:
+    """Bring the checkpoint up to date with every event object not yet in the ledger.
+
+    Raises:
+        CorruptCheckpointError: the stored checkpoint or ledger is unreadable (left untouched).
+        ConcurrentCheckpointError: another run wrote the checkpoint meanwhile.
+        botocore.exceptions.ClientError: any S3 error other than a missing checkpoint.
+    """
+    say = log or (lambda _message: None)
+    started = time.perf_counter()
+    outcome = CheckpointOutcome()
+    bucket = locations.checkpoint_bucket
+
+    stored = read_object(client, bucket, locations.checkpoint_key)
+    if stored is None:
+        previous, previous_etag, previous_size = empty_checkpoint(), None, 0
+        outcome.first_run = True
+        ledger: dict[str, tuple[str, str]] = {}
+        say(f"No checkpoint at {locations.checkpoint_uri}: first run, reading every event file")
+    else:
+        previous = checkpoint_from_parquet(stored[0])
+        previous_etag, previous_size = stored[1], len(stored[0])
+        # Without the checkpoint a ledger would hide events that exist nowhere else.
+        ledger = read_ledger(client, locations)
+
+    listing = list_event_objects(client, locations.source_bucket, locations.prefix)
+    pending = new_objects(listing, ledger)
+    outcome.files_listed = len(listing)
+    say(f"{len(listing)} event objects listed, {len(pending)} not yet in the ledger")
+
+    parsed: list[ParsedFile] = []
+    if pending:
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(pending)))) as pool:
+            results = pool.map(
+                lambda key: _fetch_and_parse(client, locations.source_bucket, key), sorted(pending)
+            )
+            parsed = [result for result in results if result is not None]
+    outcome.files_vanished = len(pending) - len(parsed)
+    outcome.files_read = len(parsed)
+    outcome.rejections = [p.rejection for p in parsed if p.rejection is not None]
+    valid = [p.event for p in parsed if p.event is not None]
+    outcome.files_valid = len(valid)
+
+    merged = merge_events(previous, events_frame(valid))
+    outcome.new_events_processed = len(merged) - len(previous)
+    outcome.total_events = len(merged)
+    outcome.checkpoint = merged
+    if len(merged):
+        outcome.last_processed_timestamp = merged["timestamp"].max().isoformat()
+
+    if outcome.first_run or outcome.new_events_processed:
+        data = checkpoint_to_parquet(merged)
+        condition = {"IfMatch": previous_etag} if previous_etag else {"IfNoneMatch": "*"}
+        try:
+            client.put_object(
+                Bucket=bucket,
+                Key=locations.checkpoint_key,
+                Body=data,
+                ContentType=PARQUET_CONTENT_TYPE,
+                **condition,
+            )
+        except ClientError as error:
+            if _error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise ConcurrentCheckpointError(
+                    f"{locations.checkpoint_uri} changed while this run was merging; "
+                    "nothing was written, re-run to merge on top of it"
+                ) from error
+            raise
+        outcome.checkpoint_written = True
+        outcome.checkpoint_size_bytes = len(data)
+    else:
+        outcome.checkpoint_size_bytes = previous_size
+
+    if outcome.rejections:
+        key = f"{locations.errors_prefix}{run_id}.json"
+        report = {
+            "run_id": run_id,
+            "written_at": datetime.now(UTC).isoformat(),
+            "source": f"s3://{locations.source_bucket}/{locations.prefix}",
+            "rejected": [
+                {"key": r.key, "etag": r.etag, "reason": r.reason} for r in outcome.rejections
+            ],
+        }
+        client.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(report, indent=1).encode(),
+            ContentType="application/json",
+        )
+        outcome.errors_uri = f"s3://{bucket}/{key}"
+
+    updated = {key: ledger[key] for key in listing if key in ledger and key not in pending}
+    for item in parsed:
+        updated[item.key] = (item.etag, "valid" if item.rejection is None else "rejected")
+    if updated != ledger:
+        client.put_object(
+            Bucket=bucket,
+            Key=locations.ledger_key,
+            Body=ledger_to_parquet(updated),
+            ContentType=PARQUET_CONTENT_TYPE,
+        )
+        outcome.ledger_written = True
+    outcome.execution_time_ms = round((time.perf_counter() - started) * 1000)
+    return outcome
+
+
+def read_checkpoint(client: Any, locations: Locations) -> pd.DataFrame | None:
+    stored = read_object(client, locations.checkpoint_bucket, locations.checkpoint_key)
+    return None if stored is None else checkpoint_from_parquet(stored[0])

@@ -1,0 +1,166 @@
+"""Retry, split and rejection handling of the store resources, with fake clients."""
+
+from __future__ import annotations
+
+import gzip
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import NewConnectionError
+
+from ons_pipeline.resources.influxdb import (
+    InfluxDBResource,
+    InfluxDBUnavailableError,
+    InfluxDBWriteError,
+)
+from ons_pipeline.resources.timestream import TimestreamResource, TimestreamUnavailableError
+
+
+def client_error(code: str, status: int, **extra: Any) -> ClientError:
+    response = {
+        "Error": {"Code": code, "Message": code},
+        "ResponseMetadata": {"HTTPStatusCode": status},
+    }
+    return ClientError(response | extra, "WriteRecords")
+
+
+class FakeTimestream:
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls: list[dict[str, Any]] = []
+
+    def write_records(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if self.failures:
+            raise self.failures.pop(0)
+        return {"RecordsIngested": {"Total": len(kwargs["Records"])}}
+
+
+def timestream(fake: FakeTimestream, **settings: Any) -> TimestreamResource:
+    resource = TimestreamResource(region_name="eu-west-2", backoff_seconds=0.001, **settings)
+    resource.set_client(fake)
+    return resource
+
+
+CALL = ({"Dimensions": [{"Name": "region", "Value": "N"}]}, [{"Time": "1"}, {"Time": "2"}])
+
+
+def test_throttling_5xx_and_connection_errors_are_retried() -> None:
+    fake = FakeTimestream(
+        [
+            client_error("ThrottlingException", 400),
+            client_error("InternalServerException", 500),
+            EndpointConnectionError(endpoint_url="http://x"),
+        ]
+    )
+    [result] = timestream(fake).write_calls("generation", [CALL])
+    assert (result.written, result.retries, len(fake.calls)) == (2, 3, 4)
+
+
+def test_retries_stop_at_max_retries() -> None:
+    fake = FakeTimestream([client_error("ThrottlingException", 400)] * 5)
+    with pytest.raises(TimestreamUnavailableError, match="after 3 attempts"):
+        timestream(fake, max_retries=2).write_calls("generation", [CALL])
+
+
+def test_validation_errors_are_not_retried() -> None:
+    fake = FakeTimestream([client_error("ValidationException", 400)])
+    with pytest.raises(ClientError):
+        timestream(fake).write_calls("generation", [CALL])
+    assert len(fake.calls) == 1
+
+
+def test_rejected_records_are_mapped_back_by_index() -> None:
+    rejected = client_error(
+        "RejectedRecordsException",
+        419,
+        RejectedRecords=[
+            {"RecordIndex": 1, "Reason": "The record timestamp is outside the time range"}
+        ],
+    )
+    fake = FakeTimestream([rejected])
+    [result] = timestream(fake).write_calls("consumption", [CALL])
+    assert result.written == 1
+    assert result.rejected == {1: "The record timestamp is outside the time range"}
+    assert fake.calls[0]["TableName"] == "consumption"
+
+
+class FakeWriteApi:
+    """Refuses with 400 any body holding a line with `bad`; scripted failures first."""
+
+    def __init__(self, failures: list[Exception] | None = None) -> None:
+        self.failures = failures or []
+        self.bodies: list[bytes] = []
+        self.stored: list[str] = []
+
+    def post_write(self, org: str, bucket: str, body: bytes, **kwargs: Any) -> None:
+        assert kwargs["content_encoding"] == "gzip"
+        record = gzip.decompress(body)
+        self.bodies.append(record)
+        if self.failures:
+            raise self.failures.pop(0)
+        lines = record.decode().splitlines()
+        if any("bad" in line for line in lines):
+            raise ApiException(status=400, reason="Bad Request")
+        self.stored += lines
+
+
+def influx(api: FakeWriteApi, **settings: Any) -> InfluxDBResource:
+    class FakeInflux(InfluxDBResource):
+        def write_service(self) -> Any:
+            return api
+
+    return FakeInflux(url="http://unused", token="t", backoff_seconds=0.001, **settings)
+
+
+def batches(lines: list[str], size: int) -> tuple[list[tuple[int, int, bytes]], Any]:
+    def body(lo: int, hi: int) -> bytes:
+        return "".join(line + "\n" for line in lines[lo:hi]).encode()
+
+    return [
+        (s, min(s + size, len(lines)), body(s, min(s + size, len(lines))))
+        for s in range(0, len(lines), size)
+    ], body
+
+
+def test_a_400_batch_is_split_until_the_bad_lines_are_isolated() -> None:
+    lines = [f"m f={i} {i}" if i not in (5, 6, 37) else f"bad {i}" for i in range(40)]
+    api = FakeWriteApi()
+    planned, body = batches(lines, 16)
+    outcome = influx(api).write_lines("b", planned, body)
+    assert sorted(outcome.rejected) == [5, 6, 37]
+    assert outcome.lines_written == 37
+    assert sorted(api.stored) == sorted(line for line in lines if "bad" not in line)
+    assert (outcome.batches, outcome.failed_batches) == (3, 2)
+    assert len(api.bodies) < 40  # far fewer requests than one per line
+
+
+def test_429_5xx_and_connection_errors_are_retried_with_backoff() -> None:
+    api = FakeWriteApi(
+        [
+            ApiException(status=429),
+            ApiException(status=503),
+            NewConnectionError(None, "refused"),  # type: ignore[arg-type]
+        ]
+    )
+    planned, body = batches(["m f=1 1"], 10)
+    outcome = influx(api).write_lines("b", planned, body)
+    assert (outcome.lines_written, outcome.retries) == (1, 3)
+
+
+def test_retryable_failures_end_as_unavailable() -> None:
+    api = FakeWriteApi([ApiException(status=503)] * 10)
+    planned, body = batches(["m f=1 1"], 10)
+    with pytest.raises(InfluxDBUnavailableError, match="InfluxDB unavailable"):
+        influx(api, max_retries=2).write_lines("b", planned, body)
+    assert len(api.bodies) == 3
+
+
+def test_auth_errors_fail_without_retry_or_split() -> None:
+    api = FakeWriteApi([ApiException(status=401)])
+    planned, body = batches(["m f=1 1", "m f=2 2"], 10)
+    with pytest.raises(InfluxDBWriteError, match="401"):
+        influx(api).write_lines("b", planned, body)
+    assert len(api.bodies) == 1

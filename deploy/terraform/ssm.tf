@@ -26,15 +26,15 @@ resource "aws_ssm_parameter" "counters" {
 # Where each setting the code reads lives, for operators and the webserver's environment.
 resource "aws_ssm_parameter" "config" {
   for_each = {
-    "${var.ssm_prefix}/config/ingestion_bucket"   = aws_s3_bucket.this["ingestion"].bucket
-    "${var.ssm_prefix}/config/processed_bucket"   = aws_s3_bucket.this["processed"].bucket
-    "${var.ssm_prefix}/config/events_bucket"      = aws_s3_bucket.this["events"].bucket
-    "${var.ssm_prefix}/config/checkpoint_bucket"  = aws_s3_bucket.this["checkpoints"].bucket
-    "${var.ssm_prefix}/config/payload_bucket"     = aws_s3_bucket.this["launcher_payload"].bucket
-    "${var.ssm_prefix}/config/alert_topic_arn"    = aws_sns_topic.alerts.arn
-    "${var.ssm_prefix}/config/timestream_db"      = aws_timestreamwrite_database.energy.database_name
-    "${var.ssm_prefix}/config/run_worker_lambda"  = aws_lambda_function.run_worker.function_name
-    "${var.ssm_prefix}/config/influxdb_url"       = "https://${aws_timestreaminfluxdb_db_instance.energy.endpoint}:8086"
+    "${var.ssm_prefix}/config/ingestion_bucket"  = aws_s3_bucket.this["ingestion"].bucket
+    "${var.ssm_prefix}/config/processed_bucket"  = aws_s3_bucket.this["processed"].bucket
+    "${var.ssm_prefix}/config/events_bucket"     = aws_s3_bucket.this["events"].bucket
+    "${var.ssm_prefix}/config/checkpoint_bucket" = aws_s3_bucket.this["checkpoints"].bucket
+    "${var.ssm_prefix}/config/payload_bucket"    = aws_s3_bucket.this["launcher_payload"].bucket
+    "${var.ssm_prefix}/config/alert_topic_arn"   = aws_sns_topic.alerts.arn
+    "${var.ssm_prefix}/config/timestream_db"     = aws_timestreamwrite_database.energy.database_name
+    "${var.ssm_prefix}/config/run_worker_lambda" = aws_lambda_function.run_worker.function_name
+    "${var.ssm_prefix}/config/influxdb_url"      = "https://${aws_timestreaminfluxdb_db_instance.energy.endpoint}:8086"
   }
   name  = each.key
   type  = "String"

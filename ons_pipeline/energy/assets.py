@@ -17,12 +17,9 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    Backoff,
     Failure,
-    Jitter,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     asset,
 )
 from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
@@ -41,6 +38,7 @@ from ons_pipeline.energy.transform import (
     rejected_rows,
     timestream_calls,
 )
+from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
@@ -58,18 +56,7 @@ TIMESTREAM_KEY = AssetKey(["energy", "timestream_records"])
 METRICS_NAMESPACE_INFLUXDB = "ONS/InfluxDB"
 METRICS_NAMESPACE_TIMESTREAM = "ONS/Timestream"
 
-# An unreachable store or throttling is transient: retried minutes apart with jitter.
-ENERGY_RETRY_POLICY = RetryPolicy(
-    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
-)
-
-
-def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
-    head = frame.head(limit).astype(str)
-    cells = [list(map(str, head.columns)), ["---"] * len(head.columns), *head.to_numpy().tolist()]
-    return MetadataValue.md(
-        "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells)
-    )
+ENERGY_RETRY_POLICY = AWS_RETRY_POLICY
 
 
 def read_and_prepare(

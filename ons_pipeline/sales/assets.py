@@ -17,18 +17,16 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
-    Backoff,
     Config,
     Failure,
-    Jitter,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     multi_asset,
 )
 from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 from pydantic import Field
 
+from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     Metric,
@@ -61,11 +59,7 @@ RAW_KEYS = {table: AssetKey(["totesys", table]) for table in SOURCE_TABLES}
 STAR_KEYS_BY_TABLE = {table: AssetKey([table]) for table in STAR_TABLES}
 QUARANTINE_KEY = AssetKey(["sales_quarantine"])
 
-# Transient AWS trouble (throttling, a blip in S3) is retried a few minutes apart, as the
-# seed asks; jitter keeps parallel retries from hitting the service in step.
-SALES_RETRY_POLICY = RetryPolicy(
-    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
-)
+SALES_RETRY_POLICY = AWS_RETRY_POLICY
 
 
 class PacketRef(Config):
@@ -109,15 +103,6 @@ def load_snapshot(
 ) -> pd.DataFrame | None:
     data = s3.get_bytes(storage.processed_bucket, _snapshot_key(storage, table))
     return None if data is None else from_parquet_bytes(data)
-
-
-def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
-    """A markdown table of at most `limit` rows for the UI (no tabulate dependency)."""
-    head = frame.head(limit).astype(str)
-    cells = [list(map(str, head.columns)), ["---"] * len(head.columns), *head.to_numpy().tolist()]
-    return MetadataValue.md(
-        "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells)
-    )
 
 
 def _discover_packets(

@@ -13,19 +13,17 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
-    Backoff,
     Config,
     Failure,
-    Jitter,
     MaterializeResult,
     MetadataValue,
-    RetryPolicy,
     asset,
     multi_asset,
 )
 from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 from pydantic import Field
 
+from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
 from ons_pipeline.resources import CloudWatchMetricsResource, Metric, ObjectStoreResource
 from ons_pipeline.resources.visits import VisitsStorageResource
 from ons_pipeline.visits.analytics import (
@@ -50,11 +48,7 @@ MONTHLY_KEY = AssetKey(["monthly_not_pass_qc_by_center"])
 QC_DAYS_KEY = AssetKey(["avg_days_to_qc_by_center"])
 REJECTIONS_IN_METADATA = 50
 
-# Same policy as sales: transient S3 trouble and a lost checkpoint race are retried minutes
-# apart with jitter; a corrupt checkpoint is raised with allow_retries=False instead.
-VISITS_RETRY_POLICY = RetryPolicy(
-    max_retries=3, delay=30, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
-)
+VISITS_RETRY_POLICY = AWS_RETRY_POLICY
 
 
 class VisitsCheckpointConfig(Config):
@@ -83,15 +77,6 @@ def checkpoint_run_config(locations: Locations | None = None) -> dict[str, Any]:
     fields = ("source_bucket", "prefix", "checkpoint_bucket", "checkpoint_key")
     config = {name: getattr(locations, name) for name in fields}
     return {"ops": {"visit_events_checkpoint": {"config": config}}}
-
-
-def markdown_table(frame: pd.DataFrame, limit: int = 10) -> MetadataValue:
-    """A markdown table of at most `limit` rows for the UI (no tabulate dependency)."""
-    head = frame.head(limit).astype(str)
-    cells = [list(map(str, head.columns)), ["---"] * len(head.columns), *head.to_numpy().tolist()]
-    return MetadataValue.md(
-        "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells)
-    )
 
 
 def _previous_total(context: AssetExecutionContext) -> int | None:

@@ -4,6 +4,9 @@
 2. Incremental run: 1,000 new files (late arrivals whose keys sort among the old ones)
    beside 100,000 already processed. The 100,000 are real objects in the bucket and are
    processed by a real (unmeasured) checkpoint run, so the ledger is the pipeline's own.
+   The bucket sends ObjectCreated notifications to an SQS queue (as deployed), so the
+   incremental run takes its new files from the queue; the first run lists the prefix.
+   `listing_only_s` is what a full listing of the prefix would cost on top.
 
 Each measured run is `ons_pipeline.visits.storage.run_checkpoint` (the function the asset
 calls) in a fresh child process, so its peak RSS is the run's own; GETs are counted on the
@@ -30,7 +33,7 @@ BUCKET = "bench-visit-events"
 CHECKPOINTS = "bench-checkpoints"
 
 
-def measure(endpoint: str, label: str) -> dict[str, object]:
+def measure(endpoint: str, label: str, queue_url: str) -> dict[str, object]:
     """The measured path; runs in the child process."""
     import boto3
     from botocore.config import Config
@@ -50,9 +53,13 @@ def measure(endpoint: str, label: str) -> dict[str, object]:
         calls[operation] = calls.get(operation, 0) + 1
 
     client.meta.events.register("before-call.s3", count)
-    locations = Locations(BUCKET, "logs/", CHECKPOINTS, "checkpoints/events.parquet")
+    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="eu-west-2")
+    sqs.meta.events.register("before-call.sqs", count)
+    locations = Locations(
+        BUCKET, "logs/", CHECKPOINTS, "checkpoints/events.parquet", notification_queue_url=queue_url
+    )
     started = time.perf_counter()
-    outcome = run_checkpoint(client, locations, run_id=f"bench-{label}", max_workers=32)
+    outcome = run_checkpoint(client, locations, run_id=f"bench-{label}", max_workers=32, sqs=sqs)
     seconds = time.perf_counter() - started
     counted = dict(calls)
     from ons_pipeline.visits.storage import list_event_objects
@@ -72,14 +79,25 @@ def measure(endpoint: str, label: str) -> dict[str, object]:
         "get_object_calls": counted["GetObject"],
         "list_calls": counted["ListObjectsV2"],
         "put_calls": counted["PutObject"],
+        "sqs_receive_calls": counted.get("ReceiveMessage", 0),
+        "sqs_delete_calls": counted.get("DeleteMessageBatch", 0),
         "checkpoint_bytes": outcome.checkpoint_size_bytes,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
-def run_child(endpoint: str, label: str) -> dict[str, object]:
+def run_child(endpoint: str, label: str, queue_url: str) -> dict[str, object]:
     output = subprocess.run(
-        [sys.executable, __file__, "--measure", label, "--endpoint", endpoint],
+        [
+            sys.executable,
+            __file__,
+            "--measure",
+            label,
+            "--endpoint",
+            endpoint,
+            "--queue",
+            queue_url,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -104,9 +122,10 @@ def main() -> int:
     parser.add_argument("--new", type=int, default=1_000)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--queue", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.endpoint, args.measure)))
+        print(json.dumps(measure(args.endpoint, args.measure, args.queue)))
         return 0
 
     import boto3
@@ -124,19 +143,31 @@ def main() -> int:
             client.create_bucket(
                 Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": stack.region}
             )
+        # The bucket announces new files on a queue, as deploy/ and the local stack set up.
+        sqs = boto3.client("sqs")
+        queue_url = sqs.create_queue(QueueName="bench-visit-events-created")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        client.put_bucket_notification_configuration(
+            Bucket=BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [{"QueueArn": queue_arn, "Events": ["s3:ObjectCreated:*"]}]
+            },
+        )
         print(f"moto S3 at {stack.moto_url}")
         upload(client, synthetic_files(args.first), "first-run")
-        first = run_child(stack.moto_url, "first")
+        first = run_child(stack.moto_url, "first", queue_url)
         print(json.dumps(first))
 
         upload(client, synthetic_files(args.processed - args.first, start=args.first), "more")
-        catch_up = run_child(stack.moto_url, "catch-up (unmeasured)")
+        catch_up = run_child(stack.moto_url, "catch-up (unmeasured)", queue_url)
         print(f"  caught up: {catch_up['total_events']:,} events in {catch_up['seconds']} s")
         # New files: their keys interleave with the processed ones (keys sort by action
         # first), so a StartAfter cursor would miss most of them.
         late = synthetic_files(args.new, start=args.processed)
         upload(client, late, "new (out of key order)")
-        incremental = run_child(stack.moto_url, "incremental")
+        incremental = run_child(stack.moto_url, "incremental", queue_url)
         print(json.dumps(incremental))
 
     ok = (
@@ -149,7 +180,7 @@ def main() -> int:
         f"({first['files_per_s']} files/s), {first['get_object_calls']:,} GETs, "
         f"peak RSS {first['peak_rss_mb']} MB (floor {FLOOR_FIRST_S:.0f} s)\n"
         f"incremental: {incremental['files_read']:,} new of {incremental['files_listed']:,} "
-        f"listed in {incremental['seconds']} s ({incremental['files_per_s']} files/s), "
+        f"announced in {incremental['seconds']} s ({incremental['files_per_s']} files/s), "
         f"{incremental['get_object_calls']:,} GETs, peak RSS {incremental['peak_rss_mb']} MB "
         f"(floor {FLOOR_INCREMENTAL_S:.0f} s)\n{'PASS' if ok else 'FAIL'}"
     )

@@ -266,6 +266,7 @@ class LocalStack:
             "ONS_INGESTION_BUCKET": defaults.INGESTION_BUCKET,
             "ONS_PROCESSED_BUCKET": defaults.PROCESSED_BUCKET,
             "ONS_EVENTS_BUCKET": defaults.EVENTS_BUCKET,
+            "ONS_EVENTS_QUEUE_URL": f"{self.moto_url}/123456789012/{defaults.EVENTS_QUEUE_NAME}",
             "ONS_CHECKPOINT_BUCKET": defaults.CHECKPOINT_BUCKET,
             "ONS_LAUNCHER_PAYLOAD_BUCKET": defaults.LAUNCHER_PAYLOAD_BUCKET,
             "ONS_SSM_PREFIX": defaults.SSM_PREFIX,
@@ -656,6 +657,29 @@ bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
                 )
             except s3.exceptions.BucketAlreadyOwnedByYou:
                 pass
+
+        # New visit-event files are announced on a queue, so incremental runs skip the listing.
+        sqs = self.boto3_client("sqs")
+        queue_url = sqs.create_queue(QueueName=defaults.EVENTS_QUEUE_NAME)["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        s3.put_bucket_notification_configuration(
+            Bucket=defaults.EVENTS_BUCKET,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {
+                        "QueueArn": queue_arn,
+                        "Events": ["s3:ObjectCreated:*"],
+                        "Filter": {
+                            "Key": {
+                                "FilterRules": [{"Name": "prefix", "Value": defaults.EVENTS_PREFIX}]
+                            }
+                        },
+                    }
+                ]
+            },
+        )
 
         sns = self.boto3_client("sns")
         topic_arn = sns.create_topic(Name=defaults.ALERT_TOPIC_NAME)["TopicArn"]

@@ -67,6 +67,7 @@ def default_resources() -> dict[str, Any]:
         "visits_storage": VisitsStorageResource(
             source_bucket=_setting("ONS_EVENTS_BUCKET", defaults.EVENTS_BUCKET),
             checkpoint_bucket=_setting("ONS_CHECKPOINT_BUCKET", defaults.CHECKPOINT_BUCKET),
+            notification_queue_url=_setting("ONS_EVENTS_QUEUE_URL", "") or None,
         ),
         "energy_storage": EnergyStorageResource(
             processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),

@@ -24,6 +24,9 @@ ALL_BUCKETS: Final = (
     LAUNCHER_PAYLOAD_BUCKET,
 )
 
+EVENTS_QUEUE_NAME: Final = "ons-visit-events-created"  # ONS_EVENTS_QUEUE_URL holds its URL
+EVENTS_PREFIX: Final = "logs/"
+
 SSM_PREFIX: Final = "/ons_pipeline"  # ONS_SSM_PREFIX
 
 # The run-worker Lambda (deploy/terraform) and the local endpoint that stands in for it.

@@ -17,6 +17,12 @@ class VisitsStorageResource(ConfigurableResource):
         description="Key of the checkpoint Parquet; the ledger, errors and analytics sit "
         "beside it.",
     )
+    notification_queue_url: str | None = Field(
+        default=None,
+        description="SQS queue receiving the event bucket's ObjectCreated notifications. When "
+        "set, incremental runs take new files from it (O(new)) instead of listing the prefix; "
+        "the first run and reconciliation runs still list.",
+    )
     max_workers: int = Field(
         default=32, description="Concurrent GETs of new event files (botocore pool size is 32)."
     )

@@ -24,7 +24,12 @@ from dagster_pandas.data_frame import create_table_schema_metadata_from_datafram
 from pydantic import Field
 
 from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
-from ons_pipeline.resources import CloudWatchMetricsResource, Metric, ObjectStoreResource
+from ons_pipeline.resources import (
+    CloudWatchMetricsResource,
+    Metric,
+    ObjectStoreResource,
+    build_client,
+)
 from ons_pipeline.resources.visits import VisitsStorageResource
 from ons_pipeline.visits.analytics import (
     average_days_to_qc_by_center,
@@ -60,6 +65,11 @@ class VisitsCheckpointConfig(Config):
         default=None, description="Bucket of the checkpoint and its ledger."
     )
     checkpoint_key: str | None = Field(default=None, description="Key of the checkpoint Parquet.")
+    reconcile: bool = Field(
+        default=False,
+        description="List the whole prefix against the ledger even when a notification queue "
+        "is configured (the hourly schedule does, so a lost notification is caught).",
+    )
 
     def locations(self, storage: VisitsStorageResource) -> Locations:
         return Locations(
@@ -67,6 +77,7 @@ class VisitsCheckpointConfig(Config):
             prefix=self.prefix if self.prefix is not None else storage.prefix,
             checkpoint_bucket=self.checkpoint_bucket or storage.checkpoint_bucket,
             checkpoint_key=self.checkpoint_key or storage.checkpoint_key,
+            notification_queue_url=storage.notification_queue_url,
         )
 
 
@@ -166,6 +177,8 @@ def visit_events_checkpoint(
             run_id=context.run.run_id,
             max_workers=visits_storage.max_workers,
             log=context.log.info,
+            sqs=build_client(s3, "sqs") if locations.notification_queue_url else None,
+            reconcile=config.reconcile,
         )
     except CorruptCheckpointError as error:
         raise Failure(

@@ -12,5 +12,7 @@ visits_hourly_schedule = ScheduleDefinition(
     cron_schedule="0 * * * *",
     execution_timezone="UTC",
     default_status=DefaultScheduleStatus.STOPPED,
-    description="Runs the visits checkpoint every hour; a run with nothing new writes nothing.",
+    run_config={"ops": {"visit_events_checkpoint": {"config": {"reconcile": True}}}},
+    description="Every hour, a checkpoint run that lists the whole prefix against the ledger: "
+    "the seed's cadence, and the net under the sensor and the notification queue.",
 )

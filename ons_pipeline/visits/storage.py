@@ -1,5 +1,11 @@
 """One checkpoint run against S3: the I/O around the pure logic in `checkpoint.py`.
 
+What is new comes from one of two places: a full listing of the prefix against the ledger
+(the first run, the hourly reconciliation, or when no queue is configured), or S3's
+ObjectCreated notifications from an SQS queue, which costs O(new files) instead of O(bucket).
+Both are filtered through the same (key, ETag) ledger, so a duplicate or replayed notification
+adds nothing, and a notification that never arrives is caught by the next listing.
+
 Order of commits: the checkpoint first (a conditional PUT on the ETag it was read at, so two
 concurrent runs cannot both win), then the ledger. A crash between the two re-processes the
 files next time, and the merge folds them into rows that already exist: nothing is skipped
@@ -14,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
@@ -51,6 +58,7 @@ class Locations:
     prefix: str
     checkpoint_bucket: str
     checkpoint_key: str
+    notification_queue_url: str | None = None  # SQS queue of the bucket's ObjectCreated events
 
     def __post_init__(self) -> None:
         if self.source_bucket == self.checkpoint_bucket:
@@ -131,6 +139,77 @@ def list_event_objects(client: Any, bucket: str, prefix: str) -> dict[str, str]:
     return objects
 
 
+@dataclass(frozen=True)
+class Notifications:
+    """Objects named by S3 ObjectCreated notifications, and the receipts to delete them by."""
+
+    objects: dict[str, str]  # key -> ETag, quoted as S3 lists it
+    receipts: list[str]
+    ignored: int  # messages that name no event object (test events, other prefixes)
+
+
+def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
+    """Key -> quoted ETag for each ObjectCreated record under `prefix`; None if none at all.
+
+    Keys arrive URL-encoded (`+` for a space); an SNS-wrapped notification is unwrapped.
+    """
+    try:
+        payload = json.loads(body)
+        if "Records" not in payload and isinstance(payload.get("Message"), str):
+            payload = json.loads(payload["Message"])
+    except (json.JSONDecodeError, AttributeError):
+        return None
+    found: dict[str, str] = {}
+    for record in payload.get("Records", []) if isinstance(payload, dict) else []:
+        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        item = record.get("s3", {}).get("object", {})
+        key = unquote_plus(str(item.get("key", "")))
+        if key.startswith(prefix) and not key.endswith("/"):
+            found[key] = '"' + str(item.get("eTag", "")).strip('"') + '"'
+    return found or None
+
+
+def receive_notifications(
+    sqs: Any, queue_url: str, prefix: str, *, visibility_timeout: int = 900
+) -> Notifications:
+    """Drain what the queue holds now; messages stay hidden until deleted after the commit.
+
+    A run that dies before deleting them lets them reappear after `visibility_timeout`, so the
+    next run sees them again (the ledger makes that harmless).
+    """
+    objects: dict[str, str] = {}
+    receipts: list[str] = []
+    ignored = 0
+    while True:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,  # the SQS maximum per call
+            WaitTimeSeconds=0,
+            VisibilityTimeout=visibility_timeout,
+        ).get("Messages", [])
+        if not messages:
+            return Notifications(objects, receipts, ignored)
+        for message in messages:
+            receipts.append(message["ReceiptHandle"])
+            named = objects_from_notification(message["Body"], prefix)
+            if named is None:
+                ignored += 1
+            else:
+                objects.update(named)
+
+
+def delete_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
+    for start in range(0, len(receipts), 10):  # DeleteMessageBatch takes at most 10 entries
+        batch = receipts[start : start + 10]
+        response = sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(batch)],
+        )
+        if response.get("Failed"):
+            raise RuntimeError(f"could not delete SQS messages: {response['Failed']}")
+
+
 def read_ledger(client: Any, locations: Locations) -> dict[str, tuple[str, str]]:
     stored = read_object(client, locations.checkpoint_bucket, locations.ledger_key)
     return {} if stored is None else ledger_from_parquet(stored[0])
@@ -157,8 +236,13 @@ def run_checkpoint(
     run_id: str,
     max_workers: int = 32,
     log: Callable[[str], None] | None = None,
+    sqs: Any = None,
+    reconcile: bool = False,
 ) -> CheckpointOutcome:
     """Bring the checkpoint up to date with every event object not yet in the ledger.
+
+    With `locations.notification_queue_url` and an `sqs` client, new objects come from the
+    queue; the first run and `reconcile=True` list the whole prefix instead.
 
     Raises:
         CorruptCheckpointError: the stored checkpoint or ledger is unreadable (left untouched).
@@ -182,10 +266,20 @@ def run_checkpoint(
         # Without the checkpoint a ledger would hide events that exist nowhere else.
         ledger = read_ledger(client, locations)
 
-    listing = list_event_objects(client, locations.source_bucket, locations.prefix)
-    pending = new_objects(listing, ledger)
-    outcome.files_listed = len(listing)
-    say(f"{len(listing)} event objects listed, {len(pending)} not yet in the ledger")
+    queue = locations.notification_queue_url if sqs is not None else None
+    notifications: Notifications | None = None
+    if queue and not (reconcile or outcome.first_run):
+        notifications = receive_notifications(sqs, queue, locations.prefix)
+        candidates = notifications.objects
+        say(
+            f"{len(notifications.receipts)} notifications name {len(candidates)} event objects "
+            f"({notifications.ignored} name none)"
+        )
+    else:
+        candidates = list_event_objects(client, locations.source_bucket, locations.prefix)
+    pending = new_objects(candidates, ledger)
+    outcome.files_listed = len(candidates)
+    say(f"{len(candidates)} event objects seen, {len(pending)} not yet in the ledger")
 
     parsed: list[ParsedFile] = []
     if pending:
@@ -248,7 +342,10 @@ def run_checkpoint(
         )
         outcome.errors_uri = f"s3://{bucket}/{key}"
 
-    updated = {key: ledger[key] for key in listing if key in ledger and key not in pending}
+    if notifications is None:  # a listing also drops objects deleted since from the ledger
+        updated = {key: ledger[key] for key in candidates if key in ledger and key not in pending}
+    else:
+        updated = {key: value for key, value in ledger.items() if key not in pending}
     for item in parsed:
         updated[item.key] = (item.etag, "valid" if item.rejection is None else "rejected")
     if updated != ledger:
@@ -259,6 +356,8 @@ def run_checkpoint(
             ContentType=PARQUET_CONTENT_TYPE,
         )
         outcome.ledger_written = True
+    if notifications is not None and queue:
+        delete_notifications(sqs, queue, notifications.receipts)  # only once both are committed
     outcome.execution_time_ms = round((time.perf_counter() - started) * 1000)
     return outcome
 

@@ -252,3 +252,17 @@ def test_lambda_image_points_at_the_handler() -> None:
     (handler,) = re.findall(r'^CMD \["([\w.]+)"\]', dockerfile, re.M)
     module, _, attr = handler.rpartition(".")
     assert callable(getattr(importlib.import_module(module), attr))
+
+
+def test_visit_event_notifications_reach_the_queue_the_code_reads(
+    terraform: dict[str, Any],
+) -> None:
+    queue = terraform["resource"][("aws_sqs_queue", "visit_events_created")]
+    assert queue["name"] == defaults.EVENTS_QUEUE_NAME
+    assert queue["visibility_timeout_seconds"] >= defaults.LAMBDA_TIMEOUT_SECONDS
+    notification = terraform["resource"][("aws_s3_bucket_notification", "visit_events")]
+    (target,) = notification["queue"]
+    assert "aws_sqs_queue.visit_events_created.arn" in target["queue_arn"]
+    assert target["filter_prefix"] == defaults.EVENTS_PREFIX
+    assert 'aws_s3_bucket.this["events"]' in notification["bucket"]
+    assert any("aws_sqs_queue.visit_events_created.url" in s for s in terraform["strings"])

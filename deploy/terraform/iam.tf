@@ -64,6 +64,11 @@ data "aws_iam_policy_document" "run_worker" {
     resources = [local.ssm_arn]
   }
   statement {
+    sid       = "VisitEventNotifications"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    resources = [aws_sqs_queue.visit_events_created.arn]
+  }
+  statement {
     sid       = "Alerts"
     actions   = ["sns:Publish"]
     resources = [aws_sns_topic.alerts.arn]

@@ -35,24 +35,15 @@ def new_objects(
     so a `StartAfter` cursor per dataset prefix costs O(new keys), never O(bucket); one
     cursor for all prefixes would skip a consumption file landing after a generation one.
     """
-    refs: list[ObjectRef] = []
-    advanced = dict(cursor)
-    exhausted = True
-    for dataset in DATASETS:
-        listing = s3.list_after(
-            bucket,
-            f"dataset={dataset}/",
-            cursor.get(dataset),
-            max_pages=pages_per_dataset,
-            page_size=page_size,
-        )
-        exhausted &= listing.exhausted
-        refs.extend(ObjectRef(bucket, key) for key in listing.keys)
-        # Only a Parquet key moves the cursor: a stray `notes.txt` sorts after files that
-        # have not landed yet and would hide them.
-        parquet = [key for key in listing.keys if key.endswith(".parquet")]
-        if parquet:
-            advanced[dataset] = parquet[-1]
+    listed, advanced, exhausted = s3.list_new_per_prefix(
+        bucket,
+        {dataset: f"dataset={dataset}/" for dataset in DATASETS},
+        cursor,
+        lambda _dataset, key: key.endswith(".parquet"),
+        max_pages=pages_per_dataset,
+        page_size=page_size,
+    )
+    refs = [ObjectRef(bucket, key) for dataset in DATASETS for key in listed[dataset]]
     return refs, advanced, exhausted
 
 

@@ -22,7 +22,7 @@ from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field, PrivateAttr
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from botocore.client import BaseClient
 
@@ -138,6 +138,36 @@ class ObjectStoreResource(S3Resource):
             if not truncated:
                 break
         return ListingPage(keys=keys, pages=pages, exhausted=not truncated)
+
+    def list_new_per_prefix(
+        self,
+        bucket: str,
+        prefixes: Mapping[str, str],
+        cursor: Mapping[str, str],
+        moves_cursor: Callable[[str, str], bool],
+        *,
+        max_pages: int,
+        page_size: int = 1000,
+    ) -> tuple[dict[str, list[str]], dict[str, str], bool]:
+        """Keys after each named prefix's cursor, the advanced cursor, and whether all was seen.
+
+        For prefixes whose keys sort in arrival order, `StartAfter` makes a tick cost O(new
+        keys). Only a key `moves_cursor(name, key)` accepts advances the cursor: a stray key
+        can sort after objects that have not landed yet and would hide them.
+        """
+        found: dict[str, list[str]] = {}
+        advanced = dict(cursor)
+        exhausted = True
+        for name, prefix in prefixes.items():
+            listing = self.list_after(
+                bucket, prefix, cursor.get(name), max_pages=max_pages, page_size=page_size
+            )
+            exhausted &= listing.exhausted
+            found[name] = listing.keys
+            accepted = [key for key in listing.keys if moves_cursor(name, key)]
+            if accepted:
+                advanced[name] = accepted[-1]
+        return found, advanced, exhausted
 
 
 @dataclass(frozen=True)

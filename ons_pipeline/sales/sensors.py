@@ -42,25 +42,25 @@ def new_packets(
     Packet keys are zero-padded, so S3's lexicographic `StartAfter` is arrival order and a
     tick costs O(new keys), never O(bucket).
     """
-    found: list[tuple[str, int]] = []
-    advanced = dict(cursor)
-    exhausted = True
-    for table in SOURCE_TABLES:
-        listing = s3.list_after(
-            bucket,
-            f"{table}/{table}-packet-",
-            cursor.get(table),
-            max_pages=pages_per_table,
-            page_size=page_size,
-        )
-        exhausted &= listing.exhausted
-        for key in listing.keys:
-            parsed = parse_packet_key(key)
-            if parsed is not None and parsed[0] == table:
-                found.append(parsed)
-                # Only a packet key moves the cursor: a stray key such as `...-packet-1.jsonl`
-                # sorts after packets that have not landed yet and would hide them.
-                advanced[table] = key
+
+    def is_packet(table: str, key: str) -> bool:
+        parsed = parse_packet_key(key)
+        return parsed is not None and parsed[0] == table
+
+    listed, advanced, exhausted = s3.list_new_per_prefix(
+        bucket,
+        {table: f"{table}/{table}-packet-" for table in SOURCE_TABLES},
+        cursor,
+        is_packet,
+        max_pages=pages_per_table,
+        page_size=page_size,
+    )
+    found = [
+        parsed
+        for table, keys in listed.items()
+        for key in keys
+        if (parsed := parse_packet_key(key)) is not None and parsed[0] == table
+    ]
     return found, advanced, exhausted
 
 

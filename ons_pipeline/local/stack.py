@@ -42,26 +42,11 @@ INSTALL_HINT = (
 _STATE_FILE = "stack.json"
 # What each process's command line contains, so `down` never signals a recycled pid.
 _CMDLINE_MARKERS = {
-    "moto": "moto.server",
+    "moto": "ons_pipeline.local.moto_server",
     "influxd": "influxd",
     "gateway": "influx_gateway",
     "lambda": "launcher.local_lambda",
 }
-# `python -m moto.server`, except that Timestream-write endpoint discovery answers with this
-# server: a client configured only by AWS_ENDPOINT_URL still discovers endpoints (botocore
-# skips discovery only for an explicit endpoint_url), and moto would send it to real AWS.
-_MOTO_MAIN = """
-import os, sys
-from moto.timestreamwrite.models import TimestreamWriteBackend
-
-def describe_endpoints(self):
-    address = os.environ["ONS_STACK_MOTO_URL"]
-    return {"Endpoints": [{"Address": address, "CachePeriodInMinutes": 1440}]}
-
-TimestreamWriteBackend.describe_endpoints = describe_endpoints
-from moto.server import main
-main(sys.argv[1:])
-"""
 _INFLUX2_USER = "ons-admin"
 _INFLUX2_PASSWORD = "ons-local-password"  # local fake credential, like the token
 
@@ -461,11 +446,19 @@ class LocalStack:
         moto_env = {
             **os.environ,
             "MOTO_ALLOW_NONEXISTENT_REGION": "true",
-            "ONS_STACK_MOTO_URL": self.moto_url,
+            "ONS_STACK_MOTO_URL": self.moto_url,  # read by moto_server.py
         }
         self._spawn(
             "moto",
-            [sys.executable, "-c", _MOTO_MAIN, "-H", "127.0.0.1", "-p", str(self.ports["moto"])],
+            [
+                sys.executable,
+                "-m",
+                "ons_pipeline.local.moto_server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                str(self.ports["moto"]),
+            ],
             env=moto_env,
         )
         # influxd reads INFLUXDB_*/INFLUXD_* as config overrides: the project's own

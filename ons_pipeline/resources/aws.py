@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.utils import parse_timestamp
 from dagster import ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from dagster_aws.ssm import SSMResource
@@ -29,6 +31,22 @@ if TYPE_CHECKING:
 WriteOutcome = Literal["written", "unchanged"]
 
 
+def parse_aws_timestamp(value: Any) -> datetime:
+    """Timestamps as botocore parses them, with S3 listings' ISO 8601 parsed natively.
+
+    botocore hands every timestamp to dateutil, which costs about 0.16 s per 1,000-key
+    listing page, most of the client's time on a listing. Other forms (RFC 1123 headers,
+    epoch numbers) still go through botocore.
+    """
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return parse_timestamp(value)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return parse_timestamp(value)
+
+
 def build_client(
     settings: ResourceWithBoto3Configuration,
     service: str,
@@ -37,7 +55,12 @@ def build_client(
     max_attempts: int | None = None,
 ) -> BaseClient:
     """A boto3 client from dagster-aws settings with standard retries and timeouts."""
+    core = botocore.session.get_session()
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_aws_timestamp
+    )
     session = boto3.session.Session(
+        botocore_session=core,
         profile_name=settings.profile_name,
         aws_access_key_id=settings.aws_access_key_id,
         aws_secret_access_key=settings.aws_secret_access_key,

@@ -4,14 +4,14 @@
 2. Incremental run: 1,000 new files (late arrivals whose keys sort among the old ones)
    beside 100,000 already processed. The 100,000 are real objects in the bucket and are
    processed by a real (unmeasured) checkpoint run, so the ledger is the pipeline's own.
-   New files are announced on an SQS queue (deploy/ wires the bucket's ObjectCreated
-   notifications to it; here the benchmark sends S3's messages itself), so the incremental
-   run takes its new files from the queue; the first run and the catch-up list the prefix.
+   New files are announced on an SQS queue by the bucket's ObjectCreated notifications (as
+   deploy/ wires them; here moto's S3 sends them), so the incremental run takes its new
+   files from the queue; the first run and the catch-up list the prefix.
    `listing_only_s` is what a full listing of the prefix would cost on top.
 
 Each measured run is `ons_pipeline.visits.storage.run_checkpoint` (the function the asset
-calls) in a fresh child process, so its peak RSS is the run's own; GETs are counted on the
-client with a botocore event hook.
+calls, with the asset's clients) in a fresh child process, so its peak RSS is the run's own;
+GETs are counted on the client with a botocore event hook.
 
     python benchmarks/visits_checkpoint.py [--first 10000] [--processed 100000] [--new 1000]
 """
@@ -36,17 +36,12 @@ CHECKPOINTS = "bench-checkpoints"
 
 def measure(endpoint: str, label: str, queue_url: str, reconcile: bool) -> dict[str, object]:
     """The measured path; runs in the child process."""
-    import boto3
-    from botocore.config import Config
-
+    from ons_pipeline.resources import ObjectStoreResource, build_client
     from ons_pipeline.visits.storage import Locations, run_checkpoint
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name="eu-west-2",
-        config=Config(retries={"mode": "standard"}, max_pool_connections=32),
-    )
+    # The clients the asset uses: the resource's S3 client, and SQS built from its settings.
+    s3 = ObjectStoreResource(endpoint_url=endpoint, region_name="eu-west-2")
+    client = s3.get_client()
     calls: dict[str, int] = {"GetObject": 0, "ListObjectsV2": 0, "PutObject": 0}
 
     def count(event_name: str, **_: object) -> None:
@@ -54,7 +49,7 @@ def measure(endpoint: str, label: str, queue_url: str, reconcile: bool) -> dict[
         calls[operation] = calls.get(operation, 0) + 1
 
     client.meta.events.register("before-call.s3", count)
-    sqs = boto3.client("sqs", endpoint_url=endpoint, region_name="eu-west-2")
+    sqs = build_client(s3, "sqs")
     sqs.meta.events.register("before-call.sqs", count)
     locations = Locations(
         BUCKET, "logs/", CHECKPOINTS, "checkpoints/events.parquet", notification_queue_url=queue_url
@@ -100,29 +95,23 @@ def run_child(
     return json.loads(output.strip().splitlines()[-1])
 
 
-def announce(sqs: object, queue_url: str, files: list) -> None:
-    """The ObjectCreated notifications S3 sends for these files (single-part ETag = MD5)."""
-    import hashlib
-    from urllib.parse import quote_plus
-
-    for start in range(0, len(files), 10):  # SendMessageBatch takes at most 10 entries
-        entries = []
-        for i, item in enumerate(files[start : start + 10]):
-            record = {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "eventName": "ObjectCreated:Put",
-                "s3": {
-                    "bucket": {"name": BUCKET},
-                    "object": {
-                        "key": quote_plus(item.key, safe="/"),
-                        "size": len(item.body),
-                        "eTag": hashlib.md5(item.body).hexdigest(),
-                    },
-                },
-            }
-            entries.append({"Id": str(i), "MessageBody": json.dumps({"Records": [record]})})
-        sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+def notify_on_create(s3: object, sqs: object, queue_url: str) -> None:
+    """Send the bucket's ObjectCreated events under logs/ to the queue, as deploy/ does."""
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=BUCKET,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "logs/"}]}},
+                }
+            ]
+        },
+    )
 
 
 def upload(client: object, files: list, label: str) -> None:
@@ -163,9 +152,6 @@ def main() -> int:
             client.create_bucket(
                 Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": stack.region}
             )
-        # New files are announced on a queue, as deploy/ sets up with an S3 notification.
-        # moto's own S3->SQS delivery slows down as its queue grows, so the benchmark sends
-        # the very messages S3 would send (same JSON) for the files measured.
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName="bench-visit-events-created")["QueueUrl"]
         print(f"moto S3 at {stack.moto_url}")
@@ -178,9 +164,11 @@ def main() -> int:
         print(f"  caught up: {catch_up['total_events']:,} events in {catch_up['seconds']} s")
         # New files: their keys interleave with the processed ones (keys sort by action
         # first), so a StartAfter cursor would miss most of them.
+        # From here on the bucket announces each new file on the queue (moto's own S3
+        # notifications, the JSON S3 sends); the processed files were taken by listing.
+        notify_on_create(client, sqs, queue_url)
         late = synthetic_files(args.new, start=args.processed)
         upload(client, late, "new (out of key order)")
-        announce(sqs, queue_url, late)
         incremental = run_child(stack.moto_url, "incremental", queue_url)
         print(json.dumps(incremental))
 

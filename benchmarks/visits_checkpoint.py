@@ -7,7 +7,9 @@
    New files are announced on an SQS queue by the bucket's ObjectCreated notifications (as
    deploy/ wires them; here moto's S3 sends them), so the incremental run takes its new
    files from the queue; the first run and the catch-up list the prefix.
-   `listing_only_s` is what a full listing of the prefix would cost on top.
+3. The same with 1,000 more new files, taken by listing the prefix against the ledger (the
+   hourly reconciliation's way, and the only way without a queue). After run 2, one plain
+   listing of the whole prefix and one by ledger ranges are timed against each other.
 
 Each measured run is `ons_pipeline.visits.storage.run_checkpoint` (the function the asset
 calls, with the asset's clients) in a fresh child process, so its peak RSS is the run's own;
@@ -34,7 +36,9 @@ BUCKET = "bench-visit-events"
 CHECKPOINTS = "bench-checkpoints"
 
 
-def measure(endpoint: str, label: str, queue_url: str, reconcile: bool) -> dict[str, object]:
+def measure(
+    endpoint: str, label: str, queue_url: str, reconcile: bool, listings: bool
+) -> dict[str, object]:
     """The measured path; runs in the child process."""
     from ons_pipeline.resources import ObjectStoreResource, build_client
     from ons_pipeline.visits.storage import Locations, run_checkpoint
@@ -59,19 +63,25 @@ def measure(endpoint: str, label: str, queue_url: str, reconcile: bool) -> dict[
         client, locations, run_id=f"bench-{label}", max_workers=32, sqs=sqs, reconcile=reconcile
     )
     seconds = time.perf_counter() - started
+    peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     counted = dict(calls)
-    from ons_pipeline.visits.storage import list_event_objects
+    figures: dict[str, object] = {}
+    if listings:  # after the run, so not in its counts: one plain listing, one by ledger ranges
+        from ons_pipeline.visits.storage import list_event_objects, read_ledger
 
-    listed_at = time.perf_counter()
-    list_event_objects(client, BUCKET, "logs/")  # after the run, so not in its counts
-    listing_seconds = time.perf_counter() - listed_at
+        ledger = read_ledger(client, locations)
+        for name, known in (("plain_listing_s", ()), ("ranged_listing_s", ledger)):
+            listed_at = time.perf_counter()
+            listed = list_event_objects(client, BUCKET, "logs/", known)
+            figures[name] = round(time.perf_counter() - listed_at, 2)
+        figures["keys_listed"] = len(listed)
     return {
+        **figures,
         "label": label,
         "seconds": round(seconds, 2),
         "files_listed": outcome.files_listed,
         "files_read": outcome.files_read,
         "files_per_s": round(outcome.files_read / seconds, 1),
-        "listing_only_s": round(listing_seconds, 2),
         "new_events": outcome.new_events_processed,
         "total_events": outcome.total_events,
         "get_object_calls": counted["GetObject"],
@@ -80,15 +90,16 @@ def measure(endpoint: str, label: str, queue_url: str, reconcile: bool) -> dict[
         "sqs_receive_calls": counted.get("ReceiveMessage", 0),
         "sqs_delete_calls": counted.get("DeleteMessageBatch", 0),
         "checkpoint_bytes": outcome.checkpoint_size_bytes,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb,  # of the run, before the timed listings
     }
 
 
 def run_child(
-    endpoint: str, label: str, queue_url: str, *, reconcile: bool = False
+    endpoint: str, label: str, queue_url: str, *, reconcile: bool = False, listings: bool = False
 ) -> dict[str, object]:
     command = [sys.executable, __file__, "--measure", label, "--endpoint", endpoint]
     command += ["--queue", queue_url, *(["--reconcile"] if reconcile else [])]
+    command += ["--listings"] if listings else []
     output = subprocess.run(
         command, check=True, capture_output=True, text=True, env={**os.environ}
     ).stdout
@@ -132,9 +143,14 @@ def main() -> int:
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--queue", help=argparse.SUPPRESS)
     parser.add_argument("--reconcile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--listings", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(json.dumps(measure(args.endpoint, args.measure, args.queue, args.reconcile)))
+        print(
+            json.dumps(
+                measure(args.endpoint, args.measure, args.queue, args.reconcile, args.listings)
+            )
+        )
         return 0
 
     import boto3
@@ -169,8 +185,14 @@ def main() -> int:
         notify_on_create(client, sqs, queue_url)
         late = synthetic_files(args.new, start=args.processed)
         upload(client, late, "new (out of key order)")
-        incremental = run_child(stack.moto_url, "incremental", queue_url)
+        incremental = run_child(stack.moto_url, "incremental", queue_url, listings=True)
         print(json.dumps(incremental))
+        # The same again without the queue: the hourly reconciliation's way, listing the
+        # whole prefix by ledger ranges (what a deployment without notifications does).
+        more_late = synthetic_files(args.new, start=args.processed + args.new)
+        upload(client, more_late, "new, for the listing route")
+        by_listing = run_child(stack.moto_url, "incremental by listing", queue_url, reconcile=True)
+        print(json.dumps(by_listing))
 
     ok = (
         first["seconds"] < FLOOR_FIRST_S
@@ -184,7 +206,14 @@ def main() -> int:
         f"incremental: {incremental['files_read']:,} new of {incremental['files_listed']:,} "
         f"announced in {incremental['seconds']} s ({incremental['files_per_s']} files/s), "
         f"{incremental['get_object_calls']:,} GETs, peak RSS {incremental['peak_rss_mb']} MB "
-        f"(floor {FLOOR_INCREMENTAL_S:.0f} s)\n{'PASS' if ok else 'FAIL'}"
+        f"(floor {FLOOR_INCREMENTAL_S:.0f} s)\n"
+        f"incremental by listing (no queue): {by_listing['files_read']:,} new of "
+        f"{by_listing['files_listed']:,} listed in {by_listing['seconds']} s, "
+        f"{by_listing['get_object_calls']:,} GETs, {by_listing['list_calls']} list calls\n"
+        f"listing {incremental['keys_listed']:,} keys: plain {incremental['plain_listing_s']} s, "
+        f"by ledger ranges {incremental['ranged_listing_s']} s "
+        f"({incremental['plain_listing_s'] / incremental['ranged_listing_s']:.1f}x)\n"
+        f"{'PASS' if ok else 'FAIL'}"
     )
     return 0 if ok else 1
 

@@ -41,7 +41,7 @@ from ons_pipeline.visits.checkpoint import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     import pandas as pd
 
@@ -128,14 +128,92 @@ def read_object(client: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
     return response["Body"].read(), response["ETag"]
 
 
-def list_event_objects(client: Any, bucket: str, prefix: str) -> dict[str, str]:
-    """Every object under the prefix as key -> ETag (folder markers left out)."""
+KEYS_PER_RANGE = 900  # ledger keys per listing range: with a few new files, one page each
+LISTING_WORKERS = 16
+
+
+@dataclass(frozen=True)
+class KeyRange:
+    prefix: str
+    after: str | None  # exclusive; None: from the first key under the prefix
+    through: str | None  # inclusive; None: to the last key under the prefix
+
+
+def common_prefix(first: str, second: str) -> str:
+    """The longest string both start with (character by character, not by path part)."""
+    length = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        length += 1
+    return first[:length]
+
+
+def key_ranges(prefix: str, known_keys: Iterable[str], per_range: int) -> list[KeyRange]:
+    """Cut the key space under `prefix` at every `per_range`-th known key.
+
+    Each range is (after, through]: keys greater than `after` up to and including `through`.
+    Every key in it starts with the longest common prefix of its two bounds, so the listing
+    can ask S3 for that narrower prefix. The first range has no lower bound and the last
+    none above, so together they cover every possible key exactly once.
+    """
+    bounds = sorted(key for key in set(known_keys) if key.startswith(prefix))[
+        per_range - 1 :: per_range
+    ]
+    ranges: list[KeyRange] = []
+    after: str | None = None
+    for through in bounds:
+        narrowed = prefix if after is None else common_prefix(after, through)
+        ranges.append(KeyRange(narrowed, after, through))
+        after = through
+    ranges.append(KeyRange(prefix, after, None))
+    return ranges
+
+
+def _list_range(client: Any, bucket: str, key_range: KeyRange) -> dict[str, str]:
     objects: dict[str, str] = {}
-    paginator = client.get_paginator("list_objects_v2")
-    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+    request: dict[str, Any] = {"Bucket": bucket, "Prefix": key_range.prefix}
+    if key_range.after is not None:
+        request["StartAfter"] = key_range.after
+    while True:
+        page = client.list_objects_v2(**request)
         for item in page.get("Contents", []):
-            if not item["Key"].endswith("/"):
-                objects[item["Key"]] = item["ETag"]
+            key = item["Key"]
+            if key_range.through is not None and key > key_range.through:
+                return objects
+            if not key.endswith("/"):
+                objects[key] = item["ETag"]
+        if not page.get("IsTruncated"):
+            return objects
+        request = {
+            "Bucket": bucket,
+            "Prefix": key_range.prefix,
+            "ContinuationToken": page["NextContinuationToken"],
+        }
+
+
+def list_event_objects(
+    client: Any,
+    bucket: str,
+    prefix: str,
+    known_keys: Iterable[str] = (),
+    *,
+    per_range: int = KEYS_PER_RANGE,
+    workers: int = LISTING_WORKERS,
+) -> dict[str, str]:
+    """Every object under the prefix as key -> ETag (folder markers left out).
+
+    S3 lists 1,000 keys per request, one request after another. With the keys seen before
+    (the ledger's) the key space is cut into ranges that are listed concurrently, each
+    under the narrowest prefix it allows; new keys anywhere still fall in some range.
+    """
+    ranges = key_ranges(prefix, known_keys, per_range)
+    if len(ranges) == 1:
+        return _list_range(client, bucket, ranges[0])
+    objects: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=min(workers, len(ranges))) as pool:
+        for part in pool.map(lambda key_range: _list_range(client, bucket, key_range), ranges):
+            objects.update(part)
     return objects
 
 
@@ -217,8 +295,9 @@ def read_ledger(client: Any, locations: Locations) -> dict[str, tuple[str, str]]
 
 def pending_objects(client: Any, locations: Locations) -> tuple[dict[str, str], int]:
     """New (key, ETag) pairs by the ledger, and how many objects were listed (sensor's view)."""
-    listing = list_event_objects(client, locations.source_bucket, locations.prefix)
-    return new_objects(listing, read_ledger(client, locations)), len(listing)
+    ledger = read_ledger(client, locations)
+    listing = list_event_objects(client, locations.source_bucket, locations.prefix, ledger)
+    return new_objects(listing, ledger), len(listing)
 
 
 def _fetch_and_parse(client: Any, bucket: str, key: str) -> ParsedFile | None:
@@ -276,7 +355,7 @@ def run_checkpoint(
             f"({notifications.ignored} name none)"
         )
     else:
-        candidates = list_event_objects(client, locations.source_bucket, locations.prefix)
+        candidates = list_event_objects(client, locations.source_bucket, locations.prefix, ledger)
     pending = new_objects(candidates, ledger)
     outcome.files_listed = len(candidates)
     say(f"{len(candidates)} event objects seen, {len(pending)} not yet in the ledger")

@@ -23,6 +23,13 @@ class VisitsStorageResource(ConfigurableResource):
         "set, incremental runs take new files from it (O(new)) instead of listing the prefix; "
         "the first run and reconciliation runs still list.",
     )
+    notification_clock_margin_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="After a listing run, queued notifications SQS accepted more than this "
+        "long before the listing began are deleted as covered by it; newer ones are kept. "
+        "Allows for SQS's clock running ahead of this host's.",
+    )
     max_workers: int = Field(
         default=32, description="Concurrent GETs of new event files (botocore pool size is 32)."
     )

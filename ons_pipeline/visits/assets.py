@@ -179,6 +179,7 @@ def visit_events_checkpoint(
             log=context.log.info,
             sqs=build_client(s3, "sqs") if locations.notification_queue_url else None,
             reconcile=config.reconcile,
+            notification_clock_margin_s=visits_storage.notification_clock_margin_seconds,
         )
     except CorruptCheckpointError as error:
         raise Failure(
@@ -218,6 +219,8 @@ def visit_events_checkpoint(
             "files_read": outcome.files_read,
             "files_valid": outcome.files_valid,
             "files_vanished": outcome.files_vanished,
+            "notifications_deleted": outcome.notifications_deleted,
+            "notifications_returned": outcome.notifications_returned,
             "duplicate_events": outcome.duplicate_events,
             "checkpoint_written": outcome.checkpoint_written,
             "first_run": outcome.first_run,

@@ -98,6 +98,8 @@ class CheckpointOutcome:
     checkpoint_written: bool = False
     ledger_written: bool = False
     first_run: bool = False
+    notifications_deleted: int = 0
+    notifications_returned: int = 0  # a listing run's: sent after it began, left for the next
     execution_time_ms: int = 0
     errors_uri: str | None = None
     rejections: list[Rejection] = field(default_factory=list)
@@ -224,6 +226,17 @@ class Notifications:
     objects: dict[str, str]  # key -> ETag, quoted as S3 lists it
     receipts: list[str]
     ignored: int  # messages that name no event object (test events, other prefixes)
+    sent_at_ms: list[int] = field(default_factory=list)  # SQS SentTimestamp, per receipt
+
+    def sent_before(self, cutoff_ms: int) -> tuple[list[str], list[str]]:
+        """Receipts of messages SQS accepted before `cutoff_ms`, and of the rest."""
+        before = [
+            r for r, sent in zip(self.receipts, self.sent_at_ms, strict=True) if sent < cutoff_ms
+        ]
+        after = [
+            r for r, sent in zip(self.receipts, self.sent_at_ms, strict=True) if sent >= cutoff_ms
+        ]
+        return before, after
 
 
 def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
@@ -258,6 +271,7 @@ def receive_notifications(
     """
     objects: dict[str, str] = {}
     receipts: list[str] = []
+    sent_at_ms: list[int] = []
     ignored = 0
     while True:
         messages = sqs.receive_message(
@@ -265,11 +279,13 @@ def receive_notifications(
             MaxNumberOfMessages=10,  # the SQS maximum per call
             WaitTimeSeconds=0,
             VisibilityTimeout=visibility_timeout,
+            MessageSystemAttributeNames=["SentTimestamp"],
         ).get("Messages", [])
         if not messages:
-            return Notifications(objects, receipts, ignored)
+            return Notifications(objects, receipts, ignored, sent_at_ms)
         for message in messages:
             receipts.append(message["ReceiptHandle"])
+            sent_at_ms.append(int(message.get("Attributes", {}).get("SentTimestamp", 0)))
             named = objects_from_notification(message["Body"], prefix)
             if named is None:
                 ignored += 1
@@ -278,14 +294,46 @@ def receive_notifications(
 
 
 def delete_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
-    for start in range(0, len(receipts), 10):  # DeleteMessageBatch takes at most 10 entries
+    _in_batches(sqs.delete_message_batch, queue_url, receipts, "delete")
+
+
+def return_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
+    """Make received messages visible again at once, for the next run to take."""
+    _in_batches(
+        sqs.change_message_visibility_batch, queue_url, receipts, "return", VisibilityTimeout=0
+    )
+
+
+def _in_batches(
+    call: Callable[..., Any], queue_url: str, receipts: list[str], verb: str, **entry: Any
+) -> None:
+    for start in range(0, len(receipts), 10):  # SQS batch calls take at most 10 entries
         batch = receipts[start : start + 10]
-        response = sqs.delete_message_batch(
+        response = call(
             QueueUrl=queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(batch)],
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": handle, **entry} for i, handle in enumerate(batch)
+            ],
         )
         if response.get("Failed"):
-            raise RuntimeError(f"could not delete SQS messages: {response['Failed']}")
+            raise RuntimeError(f"could not {verb} SQS messages: {response['Failed']}")
+
+
+def settle_covered_notifications(
+    sqs: Any, queue_url: str, prefix: str, listing_started: float, clock_margin_s: float
+) -> tuple[int, int]:
+    """After a listing run: delete the announcements its listing already covered.
+
+    A message SQS accepted before the listing began names an object that existed then, and
+    S3 lists strongly consistently, so the listing saw it. Later messages (and any within
+    `clock_margin_s` of the start, in case SQS's clock runs ahead) go back on the queue.
+    Without this the backlog announced before a first run would all be received again.
+    """
+    received = receive_notifications(sqs, queue_url, prefix)
+    covered, later = received.sent_before(round((listing_started - clock_margin_s) * 1000))
+    delete_notifications(sqs, queue_url, covered)
+    return_notifications(sqs, queue_url, later)
+    return len(covered), len(later)
 
 
 def read_ledger(client: Any, locations: Locations) -> dict[str, tuple[str, str]]:
@@ -317,11 +365,13 @@ def run_checkpoint(
     log: Callable[[str], None] | None = None,
     sqs: Any = None,
     reconcile: bool = False,
+    notification_clock_margin_s: float = 60.0,
 ) -> CheckpointOutcome:
     """Bring the checkpoint up to date with every event object not yet in the ledger.
 
     With `locations.notification_queue_url` and an `sqs` client, new objects come from the
-    queue; the first run and `reconcile=True` list the whole prefix instead.
+    queue; the first run and `reconcile=True` list the whole prefix instead, and afterwards
+    delete the queued announcements that the listing covered.
 
     Raises:
         CorruptCheckpointError: the stored checkpoint or ledger is unreadable (left untouched).
@@ -347,6 +397,7 @@ def run_checkpoint(
 
     queue = locations.notification_queue_url if sqs is not None else None
     notifications: Notifications | None = None
+    listing_started = time.time()
     if queue and not (reconcile or outcome.first_run):
         notifications = receive_notifications(sqs, queue, locations.prefix)
         candidates = notifications.objects
@@ -435,8 +486,20 @@ def run_checkpoint(
             ContentType=PARQUET_CONTENT_TYPE,
         )
         outcome.ledger_written = True
+    # Only once the checkpoint and the ledger are committed.
     if notifications is not None and queue:
-        delete_notifications(sqs, queue, notifications.receipts)  # only once both are committed
+        delete_notifications(sqs, queue, notifications.receipts)
+        outcome.notifications_deleted = len(notifications.receipts)
+    elif queue:
+        outcome.notifications_deleted, outcome.notifications_returned = (
+            settle_covered_notifications(
+                sqs, queue, locations.prefix, listing_started, notification_clock_margin_s
+            )
+        )
+        say(
+            f"{outcome.notifications_deleted} queued announcements were covered by the listing "
+            f"and deleted; {outcome.notifications_returned} newer ones left for the next run"
+        )
     outcome.execution_time_ms = round((time.perf_counter() - started) * 1000)
     return outcome
 

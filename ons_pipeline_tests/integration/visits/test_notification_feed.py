@@ -14,7 +14,7 @@ from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResourc
 from ons_pipeline.resources.visits import VisitsStorageResource
 from ons_pipeline.visits.assets import CHECKPOINT_KEY, visit_events_checkpoint
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet
-from ons_pipeline.visits.demo_data import generate_corpus, land_files
+from ons_pipeline.visits.demo_data import EventFile, generate_corpus, land_files
 from ons_pipeline.visits.storage import objects_from_notification
 
 pytestmark = pytest.mark.integration
@@ -22,6 +22,8 @@ pytestmark = pytest.mark.integration
 REGION = "eu-west-2"
 CHECKPOINT = "state/events.parquet"
 CALLS: list[tuple[str, str]] = []  # (operation, key) the run's S3 client made
+# (operation, key prefix) -> a file to land as the run first makes that call
+LAND_DURING: dict[tuple[str, str], EventFile] = {}
 
 
 class CountingStore(ObjectStoreResource):
@@ -31,7 +33,14 @@ class CountingStore(ObjectStoreResource):
         client = super().get_client()
 
         def record(event_name: str, params: dict[str, Any], **_: Any) -> None:
-            CALLS.append((event_name.rsplit(".", 1)[-1], params.get("Key", "")))
+            operation = event_name.rsplit(".", 1)[-1]
+            CALLS.append((operation, params.get("Key", "")))
+            for operation_name, key_prefix in list(LAND_DURING):
+                if operation == operation_name and params.get("Key", "").startswith(key_prefix):
+                    landing = LAND_DURING.pop((operation_name, key_prefix))
+                    boto3.client("s3", region_name=REGION).put_object(
+                        Bucket=params["Bucket"], Key=landing.key, Body=landing.body
+                    )
 
         client.meta.events.register("before-parameter-build.s3", record)
         return client
@@ -65,7 +74,7 @@ class Feed:
         )
         self.instance = DagsterInstance.ephemeral()
 
-    def run(self, *, reconcile: bool = False) -> Any:
+    def run(self, *, reconcile: bool = False, clock_margin: float = 60.0) -> Any:
         CALLS.clear()
         return materialize(
             [visit_events_checkpoint],
@@ -77,6 +86,7 @@ class Feed:
                     checkpoint_bucket=self.state,
                     checkpoint_key=CHECKPOINT,
                     notification_queue_url=self.queue,
+                    notification_clock_margin_seconds=clock_margin,
                 ),
             },
             instance=self.instance,
@@ -165,6 +175,47 @@ def test_a_lost_notification_is_caught_by_the_reconciling_run(feed: Feed) -> Non
 
     assert operations("ListObjectsV2")
     assert feed.stats(caught)["files_read"] > 0
+
+
+def test_a_listing_run_deletes_the_announcements_it_covered(feed: Feed) -> None:
+    corpus = generate_corpus(20, seed=5)
+    land_files(feed.s3, feed.source, corpus.initial, workers=8)
+    assert feed.queued() >= len(corpus.initial)
+
+    first = feed.run(clock_margin=0)
+
+    assert feed.stats(first)["notifications_deleted"] >= len(corpus.initial)
+    assert feed.stats(first)["notifications_returned"] == 0
+    assert feed.queued() == 0
+    land_files(feed.s3, feed.source, corpus.late, workers=8)
+    second = feed.run()
+    late_keys = {f.key for f in corpus.late}
+    assert feed.stats(second)["files_listed"] == len(late_keys)  # none of the initial again
+    assert set(operations("GetObject")) - {CHECKPOINT, "state/events.ledger.parquet"} == late_keys
+
+
+@pytest.mark.parametrize("landed_during", ["ListObjectsV2", "GetObject"])
+def test_a_file_landing_during_a_listing_run_is_never_lost(feed: Feed, landed_during: str) -> None:
+    """Landed before the listing request: listed now. Landed after it: its message is kept."""
+    corpus = generate_corpus(10, seed=6, late_fraction=0)
+    land_files(feed.s3, feed.source, corpus.initial, workers=8)
+    late = generate_corpus(1, seed=99, late_fraction=0).initial[0]
+    LAND_DURING[(landed_during, "" if landed_during == "ListObjectsV2" else "logs/")] = late
+
+    first = feed.run(clock_margin=0)
+
+    assert not LAND_DURING  # it did land during the run
+    listed_now = landed_during == "ListObjectsV2"
+    assert (late.key in operations("GetObject")) == listed_now
+    assert feed.stats(first)["notifications_returned"] == 1  # sent after the listing began
+    assert feed.queued() == 1
+    total = feed.total()
+
+    second = feed.run()
+
+    assert feed.stats(second)["files_read"] == (0 if listed_now else 1)
+    assert feed.total() == total + (0 if listed_now else 1)
+    assert feed.queued() == 0
 
 
 def test_notification_parsing() -> None:

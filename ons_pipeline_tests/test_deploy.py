@@ -266,3 +266,45 @@ def test_visit_event_notifications_reach_the_queue_the_code_reads(
     assert target["filter_prefix"] == defaults.EVENTS_PREFIX
     assert 'aws_s3_bucket.this["events"]' in notification["bucket"]
     assert any("aws_sqs_queue.visit_events_created.url" in s for s in terraform["strings"])
+
+
+def test_run_worker_may_make_exactly_the_queue_calls_the_checkpoint_makes(
+    terraform: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every SQS call of an incremental and of a listing run, as IAM actions, and no more."""
+    import boto3
+    from moto import mock_aws
+
+    from ons_pipeline.visits.storage import (
+        delete_notifications,
+        receive_notifications,
+        settle_covered_notifications,
+    )
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    calls: set[str] = set()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        sqs.meta.events.register(
+            "before-call.sqs", lambda event_name, **_: calls.add(event_name.rsplit(".", 1)[-1])
+        )
+        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        for body in ("old", "new"):
+            sqs.send_message(QueueUrl=queue, MessageBody=body)
+        calls.clear()
+        # A listing run: none covered (all returned), then all covered (all deleted).
+        assert settle_covered_notifications(sqs, queue, "logs/", 0, clock_margin_s=0) == (0, 2)
+        assert settle_covered_notifications(sqs, queue, "logs/", 2e9, clock_margin_s=0) == (2, 0)
+        # An incremental run.
+        sqs.send_message(QueueUrl=queue, MessageBody="newer")
+        calls.discard("SendMessage")  # S3's call, not the run's
+        delete_notifications(sqs, queue, receive_notifications(sqs, queue, "logs/").receipts)
+        assert not sqs.receive_message(QueueUrl=queue).get("Messages")
+    used = {f"sqs:{call.removesuffix('Batch')}" for call in calls}
+    (statement,) = [
+        s
+        for s in terraform["data"][("aws_iam_policy_document", "run_worker")]["statement"]
+        if s["sid"] == "VisitEventNotifications"
+    ]
+    assert used == set(statement["actions"])

@@ -65,7 +65,7 @@ data "aws_iam_policy_document" "run_worker" {
   }
   statement {
     sid       = "VisitEventNotifications"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
     resources = [aws_sqs_queue.visit_events_created.arn]
   }
   statement {

@@ -79,7 +79,7 @@ def measure(
         **figures,
         "label": label,
         "seconds": round(seconds, 2),
-        "files_listed": outcome.files_listed,
+        "objects_seen": outcome.objects_seen,
         "files_read": outcome.files_read,
         "files_per_s": round(outcome.files_read / seconds, 1),
         "new_events": outcome.new_events_processed,
@@ -203,12 +203,12 @@ def main() -> int:
         f"\nfirst run: {first['files_read']:,} files in {first['seconds']} s "
         f"({first['files_per_s']} files/s), {first['get_object_calls']:,} GETs, "
         f"peak RSS {first['peak_rss_mb']} MB (floor {FLOOR_FIRST_S:.0f} s)\n"
-        f"incremental: {incremental['files_read']:,} new of {incremental['files_listed']:,} "
+        f"incremental: {incremental['files_read']:,} new of {incremental['objects_seen']:,} "
         f"announced in {incremental['seconds']} s ({incremental['files_per_s']} files/s), "
         f"{incremental['get_object_calls']:,} GETs, peak RSS {incremental['peak_rss_mb']} MB "
         f"(floor {FLOOR_INCREMENTAL_S:.0f} s)\n"
         f"incremental by listing (reconcile): {by_listing['files_read']:,} new of "
-        f"{by_listing['files_listed']:,} listed in {by_listing['seconds']} s, "
+        f"{by_listing['objects_seen']:,} listed in {by_listing['seconds']} s, "
         f"{by_listing['get_object_calls']:,} GETs, {by_listing['list_calls']} list calls, "
         f"{by_listing['sqs_receive_calls']} receives to settle the queue\n"
         f"listing {incremental['keys_listed']:,} keys: plain {incremental['plain_listing_s']} s, "

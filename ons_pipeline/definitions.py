@@ -10,6 +10,16 @@ from ons_pipeline.resources import default_resources
 from ons_pipeline.sales import definitions as sales
 from ons_pipeline.visits import definitions as visits
 
-defs = Definitions.merge(
-    sales.defs, energy.defs, visits.defs, platform.defs, Definitions(resources=default_resources())
-)
+
+def build_defs() -> Definitions:
+    """The code location, with resources read from the environment as it is now."""
+    return Definitions.merge(
+        sales.defs,
+        energy.defs,
+        visits.defs,
+        platform.defs,
+        Definitions(resources=default_resources()),
+    )
+
+
+defs = build_defs()

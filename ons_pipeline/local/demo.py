@@ -49,7 +49,9 @@ def run_demo(stack_env: dict[str, str], project_dir: Path) -> int:
         f"{ {k: v for k, v in corpus.bad_rows.items() if v} })"
     )
 
-    from ons_pipeline.definitions import defs  # after the environment points at the stack
+    from ons_pipeline.definitions import build_defs
+
+    defs = build_defs()  # resources from the environment that now points at the stack
 
     job = defs.get_job_def("sales_star_schema_job")
     with DagsterInstance.get() as instance:

@@ -215,7 +215,7 @@ def visit_events_checkpoint(
             "last_processed_timestamp": outcome.last_processed_timestamp or "",
             "execution_time_ms": outcome.execution_time_ms,
             "checkpoint_size_bytes": outcome.checkpoint_size_bytes,
-            "files_listed": outcome.files_listed,
+            "objects_seen": outcome.objects_seen,
             "files_read": outcome.files_read,
             "files_valid": outcome.files_valid,
             "files_vanished": outcome.files_vanished,

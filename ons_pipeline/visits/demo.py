@@ -26,10 +26,12 @@ STATS = (
     "last_processed_timestamp",
     "execution_time_ms",
     "checkpoint_size_bytes",
-    "files_listed",
+    "objects_seen",
     "files_read",
     "duplicate_events",
     "checkpoint_written",
+    "notifications_deleted",
+    "notifications_returned",
 )
 
 
@@ -65,7 +67,9 @@ def run_visits_demo(stack_env: dict[str, str]) -> int:
     bucket = stack_env.get("ONS_EVENTS_BUCKET", defaults.EVENTS_BUCKET)
     corpus = generate_corpus(DEMO_VISITS)
 
-    from ons_pipeline.definitions import defs  # after the environment points at the stack
+    from ons_pipeline.definitions import build_defs
+
+    defs = build_defs()  # resources from the environment that now points at the stack
     from ons_pipeline.visits.checkpoint import checkpoint_from_parquet
     from ons_pipeline.visits.storage import Locations, read_object
 

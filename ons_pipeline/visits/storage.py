@@ -87,7 +87,7 @@ class Locations:
 
 @dataclass
 class CheckpointOutcome:
-    files_listed: int = 0
+    objects_seen: int = 0  # listed, or named by the queue's notifications
     files_read: int = 0
     files_valid: int = 0
     files_vanished: int = 0
@@ -408,7 +408,7 @@ def run_checkpoint(
     else:
         candidates = list_event_objects(client, locations.source_bucket, locations.prefix, ledger)
     pending = new_objects(candidates, ledger)
-    outcome.files_listed = len(candidates)
+    outcome.objects_seen = len(candidates)
     say(f"{len(candidates)} event objects seen, {len(pending)} not yet in the ledger")
 
     parsed: list[ParsedFile] = []

@@ -190,7 +190,7 @@ def test_a_listing_run_deletes_the_announcements_it_covered(feed: Feed) -> None:
     land_files(feed.s3, feed.source, corpus.late, workers=8)
     second = feed.run()
     late_keys = {f.key for f in corpus.late}
-    assert feed.stats(second)["files_listed"] == len(late_keys)  # none of the initial again
+    assert feed.stats(second)["objects_seen"] == len(late_keys)  # none of the initial again
     assert set(operations("GetObject")) - {CHECKPOINT, "state/events.ledger.parquet"} == late_keys
 
 

@@ -226,17 +226,18 @@ class Notifications:
     objects: dict[str, str]  # key -> ETag, quoted as S3 lists it
     receipts: list[str]
     ignored: int  # messages that name no event object (test events, other prefixes)
-    sent_at_ms: list[int] = field(default_factory=list)  # SQS SentTimestamp, per receipt
+    sent_at_ms: list[int | None] = field(default_factory=list)  # SQS SentTimestamp per receipt
 
     def sent_before(self, cutoff_ms: int) -> tuple[list[str], list[str]]:
-        """Receipts of messages SQS accepted before `cutoff_ms`, and of the rest."""
-        before = [
-            r for r, sent in zip(self.receipts, self.sent_at_ms, strict=True) if sent < cutoff_ms
-        ]
-        after = [
-            r for r, sent in zip(self.receipts, self.sent_at_ms, strict=True) if sent >= cutoff_ms
-        ]
-        return before, after
+        """Receipts of messages SQS accepted before `cutoff_ms`, and of the rest.
+
+        A message without a timestamp cannot be shown to be older, so it counts as the rest.
+        """
+        before: list[str] = []
+        rest: list[str] = []
+        for receipt, sent in zip(self.receipts, self.sent_at_ms, strict=True):
+            (before if sent is not None and sent < cutoff_ms else rest).append(receipt)
+        return before, rest
 
 
 def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
@@ -271,7 +272,7 @@ def receive_notifications(
     """
     objects: dict[str, str] = {}
     receipts: list[str] = []
-    sent_at_ms: list[int] = []
+    sent_at_ms: list[int | None] = []
     ignored = 0
     while True:
         messages = sqs.receive_message(
@@ -285,7 +286,8 @@ def receive_notifications(
             return Notifications(objects, receipts, ignored, sent_at_ms)
         for message in messages:
             receipts.append(message["ReceiptHandle"])
-            sent_at_ms.append(int(message.get("Attributes", {}).get("SentTimestamp", 0)))
+            sent = message.get("Attributes", {}).get("SentTimestamp")
+            sent_at_ms.append(None if sent is None else int(sent))
             named = objects_from_notification(message["Body"], prefix)
             if named is None:
                 ignored += 1

@@ -263,12 +263,21 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             attempt += 1
             outcome.retries += 1
 
-    def influxql(self, database: str, statement: str) -> list[dict[str, Any]]:
-        """Run one InfluxQL read over `/query`; the result's series."""
+    def influxql(
+        self, database: str, statement: str, params: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run one InfluxQL read over `/query`; the result's series.
+
+        `params` are bind parameters (`$name` in `statement`), sent beside the text so a
+        value never becomes query syntax.
+        """
         base = (self.query_url or self.url).rstrip("/")
-        params = urllib.parse.urlencode({"db": database, "q": statement, "epoch": "ns"})
+        query = {"db": database, "q": statement, "epoch": "ns"}
+        if params:
+            query["params"] = json.dumps(params)
+        params_qs = urllib.parse.urlencode(query)
         request = urllib.request.Request(
-            f"{base}/query?{params}",
+            f"{base}/query?{params_qs}",
             headers={"Authorization": f"Token {self.resolved_token()}"},
         )
         try:

@@ -58,7 +58,7 @@ class LakeConfig:
     session_token: str | None = None
 
     def filesystem(self) -> pafs.S3FileSystem:
-        options: dict[str, Any] = {"region": self.region}
+        options: dict[str, Any] = {"region": self.region, "connect_timeout": 5.0}
         if self.endpoint_url:
             scheme, _, host = self.endpoint_url.partition("://")
             options |= {"endpoint_override": host.rstrip("/"), "scheme": scheme}
@@ -106,9 +106,11 @@ class ParquetLake:
     def fragments(self, params: TemplateParams) -> list[ds.ParquetFileFragment]:
         """The objects of the dataset's partitions that the range touches, by key."""
         base = f"{self.config.bucket}/dataset={params.dataset}"
+        if self.fs.get_file_info(self.config.bucket).type == pafs.FileType.NotFound:
+            raise FileNotFoundError(f"bucket {self.config.bucket} does not exist")
         try:
             dataset = ds.dataset(base, filesystem=self.fs, format="parquet", partitioning="hive")
-        except FileNotFoundError:
+        except FileNotFoundError:  # nothing processed for this dataset yet
             return []
         names = set(dataset.schema.names)
         found = dataset.get_fragments(

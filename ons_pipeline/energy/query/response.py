@@ -89,7 +89,9 @@ def _where(params: TemplateParams) -> str:
 
 
 def _label(point: Point) -> str:
-    return " ".join(point.tags.values()) or "all"
+    region = point.tags.get("region")
+    rest = [v for k, v in point.tags.items() if k != "region"]
+    return " ".join([*([region] if region else []), *rest]) or "all"
 
 
 def answer_text(params: TemplateParams, points: list[Point]) -> str:

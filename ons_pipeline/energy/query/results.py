@@ -22,7 +22,7 @@ def points_from_influxql(series: list[dict[str, Any]]) -> list[Point]:
     """InfluxQL series (`epoch=ns`, a `value` column) as points, null values left out."""
     points = []
     for item in series:
-        tags = {k: v for k, v in (item.get("tags") or {}).items() if v}
+        tags = _tags(item.get("tags") or {})
         column = item["columns"].index("value")
         points.extend(
             Point(int(row[0]), float(row[column]), tags)
@@ -38,11 +38,13 @@ def points_from_frame(frame: pd.DataFrame, tag_columns: list[str]) -> list[Point
     values = frame["value"].to_numpy(dtype=np.float64).tolist()
     tags = frame[tag_columns].astype(str).to_dict("records") if len(frame) else []
     return sort_points(
-        [
-            Point(t, v, {k: s for k, s in tag.items() if s})
-            for t, v, tag in zip(times, values, tags, strict=True)
-        ]
+        [Point(t, v, _tags(tag)) for t, v, tag in zip(times, values, tags, strict=True)]
     )
+
+
+def _tags(tags: dict[str, str]) -> dict[str, str]:
+    """Non-empty tags in key order, so both backends' points compare and print alike."""
+    return {k: tags[k] for k in sorted(tags) if tags[k]}
 
 
 def sort_points(points: list[Point]) -> list[Point]:

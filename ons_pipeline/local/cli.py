@@ -88,6 +88,11 @@ def _status(state_dir: Path) -> int:
         state = "up" if info["alive"] else "DOWN"
         all_up = all_up and info["alive"]
         print(f"  {name:<8} {state:<5} pid {info['pid']:<8} {info['url']}")
+    api = query_api.read_recorded(state_dir)
+    if api is not None:
+        state = "up" if query_api.is_running(api) else "DOWN"
+        all_up = all_up and state == "up"
+        print(f"  {'api':<8} {state:<5} pid {api.pid:<8} {api.url}")
     return 0 if all_up else 1
 
 

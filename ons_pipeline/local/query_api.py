@@ -120,6 +120,10 @@ def start_api(
     return api
 
 
+def is_running(api: ApiProcess) -> bool:
+    return _is_api(api.pid) and _healthy(api.url)
+
+
 def read_recorded(state_dir: Path) -> ApiProcess | None:
     try:
         state = json.loads((state_dir / STATE_FILE).read_text())

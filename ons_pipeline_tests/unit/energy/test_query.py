@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
+import threading
+import urllib.parse
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 from pydantic import ValidationError
 
+from ons_pipeline.energy import api
 from ons_pipeline.energy.query.breaker import CircuitBreaker, CircuitOpenError
-from ons_pipeline.energy.query.service import QueryService
+from ons_pipeline.energy.query.service import BackendUnavailableError, QueryService
 from ons_pipeline.energy.query.templates import TEMPLATES, parse_template
 from ons_pipeline.energy.query.translator import (
     EXAMPLE_QUESTIONS,
     UntranslatableQuestionError,
     translate,
 )
+from ons_pipeline.resources.influxdb import InfluxDBResource, InfluxQLError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 NOW = datetime(2026, 11, 29, 12, 30, tzinfo=UTC)
 RANGE = {"start": "2024-03-01T00:00:00Z", "stop": "2024-03-08T00:00:00Z"}
@@ -221,8 +230,6 @@ def test_no_backend_gives_503_and_an_unexpected_error_no_trace() -> None:
             return "db"
 
         def answer(self, params: Any) -> Any:
-            from ons_pipeline.energy.query.service import BackendUnavailableError
-
             raise BackendUnavailableError("down", 7.2)
 
     status, body, headers = QueryService(Down(), None).handle(
@@ -237,3 +244,87 @@ def test_no_backend_gives_503_and_an_unexpected_error_no_trace() -> None:
     status, body, _ = QueryService(Broken(), None).handle({"template": "latest", "params": RANGE})
     assert status == 500
     assert "secret detail" not in json.dumps(body)
+
+
+class Scripted(http.server.BaseHTTPRequestHandler):
+    """Answers `/query` with the next scripted status; records what it was sent."""
+
+    script: ClassVar[list[int]] = []
+    seen: ClassVar[list[dict[str, list[str]]]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query))
+        status = self.script.pop(0) if self.script else 200
+        body = {"results": [{"statement_id": 0, "series": [{"name": "m"}]}]}
+        if status == 400:
+            body = {"error": "error parsing query"}
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def scripted() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    Scripted.script, Scripted.seen = [], []
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_reads_retry_429_and_5xx_with_backoff_and_send_bind_parameters(scripted: str) -> None:
+    influxdb = InfluxDBResource(url=scripted, token="t", backoff_seconds=0.001, max_retries=3)
+    Scripted.script = [503, 429, 502]
+
+    series = influxdb.influxql("db", "SELECT 1 WHERE region = $r", {"r": "SE/CO'"})
+
+    assert series == [{"name": "m"}]
+    assert len(Scripted.seen) == 4
+    assert json.loads(Scripted.seen[-1]["params"][0]) == {"r": "SE/CO'"}
+    assert Scripted.seen[-1]["q"] == ["SELECT 1 WHERE region = $r"]
+    assert influxdb.breaker().state == "closed"
+
+
+def test_a_refused_statement_is_not_retried_and_does_not_trip_the_breaker(scripted: str) -> None:
+    influxdb = InfluxDBResource(url=scripted, token="t", backoff_seconds=0.001, breaker_failures=1)
+    Scripted.script = [400, 400]
+
+    for _ in range(2):
+        with pytest.raises(InfluxQLError):
+            influxdb.influxql("db", "SELEC")
+
+    assert len(Scripted.seen) == 2
+    assert influxdb.breaker().state == "closed"
+
+
+def test_lambda_handler_answers_an_api_gateway_event_with_the_same_handler() -> None:
+    class Down:
+        def database(self, params: Any) -> str:
+            return "db"
+
+        def answer(self, params: Any) -> Any:
+            raise BackendUnavailableError("down", 3)
+
+    api._LAMBDA_SERVICE["service"] = QueryService(Down(), None)
+    try:
+        body = json.dumps({"template": "latest", "params": {**RANGE, "region": "N'"}})
+        bad = api.lambda_handler({"body": body, "isBase64Encoded": False}, None)
+        encoded = base64.b64encode(json.dumps({"template": "latest", "params": RANGE}).encode())
+        down = api.lambda_handler({"body": encoded.decode(), "isBase64Encoded": True}, None)
+    finally:
+        api._LAMBDA_SERVICE.clear()
+
+    assert bad["statusCode"] == 400
+    assert json.loads(bad["body"])["fields"][0]["field"] == "params.region"
+    assert down["statusCode"] == 503
+    assert down["headers"]["Retry-After"] == "3"

@@ -69,7 +69,11 @@ def _up(args: argparse.Namespace, state_dir: Path) -> LocalStack:
         print(f"  InfluxDB v2 API:   {stack.influxdb_url}  (gateway)")
         print(f"  InfluxQL /query:   {stack.influxd_url}  (influxd 1.x)")
     api = query_api.start_api(
-        stack.env, args.api_port, stack.log_dir / "query_api.log", stack.state_dir
+        stack.env,
+        args.api_port,
+        stack.log_dir / "query_api.log",
+        stack.state_dir,
+        reuse=stack.reused,  # a new stack has new ports: the API restarts with them
     )
     print(f'  Query API:         {api.url}/query  (POST {{"question": ...}})')
     print(f"  logs:              {stack.log_dir}")

@@ -81,21 +81,26 @@ def _healthy(url: str) -> bool:
 
 
 def start_api(
-    env: dict[str, str], port: int, log_path: Path, state_dir: Path | None = None
+    env: dict[str, str],
+    port: int,
+    log_path: Path,
+    state_dir: Path | None = None,
+    *,
+    reuse: bool = True,
 ) -> ApiProcess:
     """Start uvicorn on 127.0.0.1:`port` with `env` and wait until it answers.
 
-    With `state_dir`, a healthy server recorded there is reused and a new one is recorded.
+    With `state_dir`, a healthy server recorded there on `port` is reused (when `reuse`),
+    any other recorded one is stopped, and the new one is recorded.
 
     Raises:
         ApiError: it exited or did not answer within a minute (its log tail included).
     """
     if state_dir is not None:
         recorded = read_recorded(state_dir)
-        if recorded and recorded.port == port and _is_api(recorded.pid):
-            if _healthy(recorded.url):
-                return recorded
-            recorded.stop()
+        if reuse and recorded and recorded.port == port and is_running(recorded):
+            return recorded
+        stop_recorded(state_dir)  # another port, dead, or pointed at a stack now gone
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("ab") as log:

@@ -177,3 +177,9 @@ def shared_breaker(name: str, **settings: float) -> CircuitBreaker:
         if name not in _BREAKERS:
             _BREAKERS[name] = CircuitBreaker(name, **settings)  # type: ignore[arg-type]
         return _BREAKERS[name]
+
+
+def reset_breakers() -> None:
+    """Forget every breaker (tests that need a fresh one for a URL)."""
+    with _REGISTRY_LOCK:
+        _BREAKERS.clear()

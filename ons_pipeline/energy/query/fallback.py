@@ -10,6 +10,7 @@ are the points InfluxDB holds, and the numbers match.
 from __future__ import annotations
 
 import operator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import reduce
@@ -18,6 +19,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
@@ -44,6 +46,8 @@ from ons_pipeline.energy.schema import (
 from ons_pipeline.energy.transform import TIME, prepare
 
 _NS: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+_TEXT_COLUMNS: Final = ("region", *OPTIONAL_TAGS, "unit")
+READ_THREADS: Final = 4
 
 
 @dataclass(frozen=True)
@@ -153,31 +157,14 @@ class ParquetLake:
         dim = DIMENSION[params.dataset]
         tag_columns = ["region", dim, *OPTIONAL_TAGS]
         start_ns, stop_ns = to_ns(params.start), to_ns(params.stop)
-        frames = []
-        for order, fragment in enumerate(self.fragments(params)):
-            table = fragment.to_table(
-                columns=_columns(fragment.physical_schema, params.dataset),
-                filter=_row_filter(fragment.physical_schema, params, dim, start_ns, stop_ns),
+        fragments = self.fragments(params)
+        with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+            read = pool.map(
+                lambda order, f: self._file_points(f, params, start_ns, stop_ns, order),
+                range(len(fragments)),
+                fragments,
             )
-            if table.num_rows == 0:
-                continue
-            prepared = prepare(table.to_pandas(), params.dataset)
-            accepted = prepared.accepted
-            if prepared.layout == "long":
-                names = accepted["unit"].astype(str).map(UNIT_FIELDS).fillna(DEFAULT_FIELD)
-                mask = (names == params.field).to_numpy()
-                values = accepted["value"].to_numpy()[mask]
-            elif params.field in accepted.columns:
-                values = accepted[params.field].to_numpy()
-                mask = ~np.isnan(values)
-                values = values[mask]
-            else:
-                continue
-            frame = pd.DataFrame({"time_ns": accepted[TIME].to_numpy()[mask], "value": values})
-            for column in tag_columns:
-                frame[column] = accepted[column].astype(str).to_numpy()[mask]
-            frame["_order"] = order
-            frames.append(frame)
+            frames = [frame for frame in read if frame is not None and len(frame)]
         if not frames:
             return pd.DataFrame(columns=["time_ns", "value", *tag_columns])
         points = pd.concat(frames, ignore_index=True)
@@ -189,6 +176,46 @@ class ParquetLake:
         points = points[in_range].sort_values(["_order", "time_ns"], kind="stable")
         points = points.drop_duplicates(subset=["time_ns", *tag_columns], keep="last")
         return points.drop(columns="_order").reset_index(drop=True)
+
+    def _file_points(
+        self,
+        fragment: ds.ParquetFileFragment,
+        params: TemplateParams,
+        start_ns: int,
+        stop_ns: int,
+        order: int,
+    ) -> pd.DataFrame | None:
+        """One object's points for the field, after the load rules (None: no such field)."""
+        dim = DIMENSION[params.dataset]
+        schema = fragment.physical_schema
+        table = fragment.to_table(
+            columns=_columns(schema, params.dataset),
+            filter=_row_filter(schema, params, dim, start_ns, stop_ns),
+        )
+        if table.num_rows == 0:
+            return None
+        # Tags as dictionaries, as the loads read them (`transform.read_parquet`).
+        for index, name in enumerate(table.column_names):
+            if name in (*_TEXT_COLUMNS, dim) and _is_text(table.schema, name):
+                if not pa.types.is_dictionary(table.schema.field(name).type):
+                    table = table.set_column(index, name, pc.dictionary_encode(table[name]))
+        prepared = prepare(table.to_pandas(), params.dataset)
+        accepted = prepared.accepted
+        if prepared.layout == "long":
+            names = accepted["unit"].astype(str).map(UNIT_FIELDS).fillna(DEFAULT_FIELD)
+            mask = (names == params.field).to_numpy()
+            values = accepted["value"].to_numpy()[mask]
+        elif params.field in accepted.columns:
+            values = accepted[params.field].to_numpy()
+            mask = ~np.isnan(values)
+            values = values[mask]
+        else:
+            return None
+        frame = pd.DataFrame({"time_ns": accepted[TIME].to_numpy()[mask], "value": values})
+        for column in ["region", dim, *OPTIONAL_TAGS]:
+            frame[column] = accepted[column].astype(str).to_numpy()[mask]
+        frame["_order"] = order  # key order: the later object wins a duplicate point
+        return frame
 
     def answer(self, params: TemplateParams) -> list[Point]:
         """The template's result, computed as InfluxDB computes it."""

@@ -26,7 +26,7 @@ from ons_pipeline.energy.assets import influxdb_points, timestream_records
 from ons_pipeline.energy.demo import demo_resources, run_energy_demo
 from ons_pipeline.energy.demo_data import demo_days, to_parquet
 from ons_pipeline.energy.partitions import energy_objects_partitions
-from ons_pipeline.energy.query import breaker as breaker_module
+from ons_pipeline.energy.query.breaker import reset_breakers
 from ons_pipeline.local.query_api import ApiProcess, start_api
 from ons_pipeline.local.stack import LocalStack, StackError, free_port
 from ons_pipeline.resources import InfluxDBResource
@@ -424,7 +424,7 @@ def test_breaker_opens_probes_and_closes_against_a_real_influxd(
     stack: LocalStack, loaded: dict[str, str]
 ) -> None:
     env = loaded
-    breaker_module._BREAKERS.pop(env["INFLUXDB_URL"], None)
+    reset_breakers()
     influxdb = InfluxDBResource(
         url=env["INFLUXDB_URL"],
         token=env["INFLUXDB_TOKEN"],

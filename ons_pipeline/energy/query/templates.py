@@ -3,7 +3,9 @@
 A template renders to InfluxQL with bind parameters (`$start`, `$region`, ...; InfluxDB's
 `/query?params=`) and to Flux with `params.*` for 2.x servers. Identifiers come from the
 contract (`schema.py`) only, through `quote_identifier`; a window or a limit is one of a
-fixed set or a validated integer; user text never enters query text.
+fixed set or a validated integer; user text never enters query text. Time bounds are bound
+as integer epoch nanoseconds: the local influxd 1.6 applies them (and string tag values)
+exactly, half-open; see `test_influxd_honours_bind_parameters_for_tags_and_time_bounds`.
 """
 
 from __future__ import annotations

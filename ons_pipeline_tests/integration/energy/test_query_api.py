@@ -491,3 +491,37 @@ def test_breaker_opens_probes_and_closes_against_a_real_influxd(
     assert sum(p["SampleCount"] for p in stats) >= 5
     assert min(p["Minimum"] for p in stats) == 0
     assert max(p["Maximum"] for p in stats) == 2
+
+
+def test_influxd_honours_bind_parameters_for_tags_and_time_bounds(stack: LocalStack) -> None:
+    """The local influxd 1.x applies `$` parameters: exact tag match, half-open ns bounds."""
+    env = stack.env
+    influxdb = InfluxDBResource(
+        url=env["INFLUXDB_URL"], token=env["INFLUXDB_TOKEN"], query_url=env["INFLUXDB_QUERY_URL"]
+    )
+    influxdb.ensure_bucket("bind_check")
+    t0 = int(DAYS[0].timestamp()) * 10**9
+    body = (
+        f"m,region=a'b v=1 {t0}\n"
+        f"m,region=a'b v=2 {t0 + 1}\n"
+        f"m,region=a'b v=3 {t0 + 2}\n"
+        f"m,region=SE/CO v=4 {t0 + 1}\n"
+        f"m,region=a v=5 {t0 + 1}\n"
+    ).encode()
+    influxdb.write_lines("bind_check", iter([(0, 5, body)]), lambda lo, hi: body)
+    statement = 'SELECT "v" FROM "m" WHERE "region" = $region AND time >= $start AND time < $stop'
+
+    quoted = influxdb.influxql(
+        "bind_check", statement, {"region": "a'b", "start": t0 + 1, "stop": t0 + 2}
+    )
+    regex_like = influxdb.influxql(
+        "bind_check", statement, {"region": "a.*", "start": t0, "stop": t0 + 3}
+    )
+    injected = influxdb.influxql(
+        "bind_check", statement, {"region": "x' OR '1'='1", "start": t0, "stop": t0 + 3}
+    )
+
+    assert [row[1:] for row in quoted[0]["values"]] == [[2.0]]
+    assert quoted[0]["values"][0][0] == t0 + 1
+    assert regex_like == []
+    assert injected == []

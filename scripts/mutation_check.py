@@ -57,7 +57,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            else:\n                yield from literal_secrets(value, child)",
         "            elif isinstance(value, list | tuple):\n"
         "                yield from literal_secrets(value, child)",
-        (f"{U}/platform", "ons_pipeline_tests/test_deploy.py"),
+        (
+            f"{U}/platform/test_secret_screening.py",
+            f"{U}/platform/test_launcher.py",
+            "ons_pipeline_tests/test_deploy.py",
+        ),
         "storage.postgres.postgres_db.password: hunter2 would ride in every payload",
     ),
     Mutation(
@@ -65,7 +69,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/energy/transform.py",
         "MAX_RECORDS_PER_CALL: Final = 100",
         "MAX_RECORDS_PER_CALL: Final = 101",
-        (f"{U}/energy",),
+        (f"{U}/energy/test_timestream_limit.py", f"{U}/energy/test_transform.py"),
         "real Timestream refuses a WriteRecords call of 101 records",
     ),
     Mutation(
@@ -74,7 +78,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         'if _error_code(error) in {"NoSuchKey", "404"}:\n            return None',
         'if _error_code(error) in {"NoSuchKey", "404", "AccessDenied", "InternalError"}:\n'
         "            return None",
-        (f"{U}/visits",),
+        (f"{U}/visits/test_state_read_errors.py",),
         "a failed ledger read re-reads everything; a failed event read loses its message",
     ),
     Mutation(
@@ -82,7 +86,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/visits/storage.py",
         "round((listing_started - clock_margin_s) * 1000)",
         "round((listing_started + clock_margin_s) * 1000)",
-        (f"{U}/visits", "ons_pipeline_tests/test_deploy.py"),
+        (f"{U}/visits/test_notification_margin.py", "ons_pipeline_tests/test_deploy.py"),
         "announcements up to a margin after the listing began are deleted unread",
     ),
     Mutation(
@@ -90,7 +94,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/sales/transform.py",
         'flag((typed["units_sold"] < 0)',
         'flag((typed["units_sold"] <= 0)',
-        (f"{U}/sales",),
+        (f"{U}/sales/test_units_sold.py", f"{U}/sales/test_transform.py"),
         "valid zero-unit orders go to quarantine",
     ),
     Mutation(
@@ -98,7 +102,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/energy/assets.py",
         "passed=rows == written + deduplicated + rejected,",
         "passed=True,",
-        (f"{U}/energy",),
+        (f"{U}/energy/test_accounting_check.py",),
         "a lost row goes unnoticed",
     ),
     # Sales.
@@ -108,7 +112,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "key = output_key(table, sequence, watermark)",
         "key = output_key(table, sequence, pd.Timestamp.now().to_pydatetime())",
         (
-            f"{U}/sales",
+            f"{U}/sales/test_outputs.py",
             f"{I}/sales/test_sales_job.py::"
             "test_file_names_follow_the_data_and_dimensions_hold_the_latest_version",
         ),
@@ -119,7 +123,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/sales/outputs.py",
         "_packet_{sequence:08d}_processed_",
         "_packet_{sequence}_processed_",
-        (f"{U}/sales",),
+        (f"{U}/sales/test_outputs.py",),
         "names no longer sort by sequence",
     ),
     Mutation(
@@ -127,7 +131,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/sales/outputs.py",
         "if candidate and (newest is None or candidate > newest):",
         "if candidate and (newest is None or candidate < newest):",
-        (f"{U}/sales",),
+        (f"{U}/sales/test_outputs.py",),
         "file names stamped with the wrong last_updated",
     ),
     Mutation(
@@ -135,7 +139,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/sales/outputs.py",
         "return current[~now.isin(before).to_numpy()].reset_index(drop=True)",
         "return current[now.isin(before).to_numpy()].reset_index(drop=True)",
-        (f"{U}/sales",),
+        (f"{U}/sales/test_outputs.py",),
         "a run writes the unchanged rows instead of the changed ones",
     ),
     Mutation(
@@ -143,7 +147,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/sales/transform.py",
         'flag(~known & typed["currency_code"].notna().to_numpy(), "unknown_currency_code", None)',
         'flag(~known & typed["currency_code"].isna().to_numpy(), "unknown_currency_code", None)',
-        (f"{U}/sales",),
+        (f"{U}/sales/test_transform.py",),
         "a currency the seed does not know reaches dim_currency",
     ),
     Mutation(
@@ -151,7 +155,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/sales/packets.py",
         r"-packet-(?P<id>\d{8})\.jsonl",
         r"-packet-(?P<id>\d+)\.jsonl",
-        (f"{U}/sales",),
+        (f"{U}/sales/test_packets.py",),
         "a mis-named object is read as a packet",
     ),
     # Energy.
@@ -161,7 +165,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         '_RETRYABLE_CODES = {"ThrottlingException", "InternalServerException", '
         '"ServiceUnavailable"}',
         '_RETRYABLE_CODES = {"InternalServerException", "ServiceUnavailable"}',
-        (f"{U}/energy",),
+        (f"{U}/energy/test_resources.py",),
         "a throttled load fails instead of backing off",
     ),
     Mutation(
@@ -169,7 +173,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/resources/timestream.py",
         "result.written = len(records) - len(result.rejected)",
         "result.written = len(records)",
-        (f"{U}/energy",),
+        (f"{U}/energy/test_resources.py",),
         "rows counted twice: written and rejected",
     ),
     Mutation(
@@ -177,7 +181,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/resources/influxdb.py",
         "if status != 429 and status < 500:",
         "if status < 500:",
-        (f"{U}/energy",),
+        (f"{U}/energy/test_resources.py",),
         "a rate-limited write fails instead of backing off",
     ),
     Mutation(
@@ -187,7 +191,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "        stop = min(start + batch_size, len(lines))",
         "for start in range(0, len(lines), batch_size):\n"
         "        stop = min(start + batch_size - 1, len(lines))",
-        (f"{U}/energy",),
+        (f"{U}/energy/test_transform.py",),
         "the last line of every batch is never written",
     ),
     Mutation(
@@ -195,7 +199,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/energy/assets.py",
         "            if got < count:\n",
         "            if got < count - 1:\n",
-        (f"{I}/energy/test_energy_load.py",),
+        (f"{U}/energy/test_readback.py", f"{I}/energy/test_energy_load.py"),
         "a point lost by InfluxDB passes the readback check",
     ),
     # Visits.
@@ -204,7 +208,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/visits/storage.py",
         "(before if sent is not None and sent < cutoff_ms else rest)",
         "(before if sent is None or sent < cutoff_ms else rest)",
-        (f"{U}/visits",),
+        (f"{U}/visits/test_notification_age.py",),
         "a message that cannot be shown older is deleted unread",
     ),
     Mutation(
@@ -212,7 +216,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/visits/storage.py",
         "per_range - 1 :: per_range",
         "per_range :: per_range",
-        (f"{U}/visits",),
+        (f"{U}/visits/test_listing.py",),
         "ranges hold one key more than the page budget",
     ),
     Mutation(
@@ -220,7 +224,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/visits/storage.py",
         "if key_range.through is not None and key > key_range.through:",
         "if key_range.through is not None and key >= key_range.through:",
-        (f"{U}/visits",),
+        (f"{U}/visits/test_listing.py",),
         "every range boundary key is never listed",
     ),
     Mutation(
@@ -228,7 +232,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/visits/storage.py",
         'condition = {"IfMatch": previous_etag} if previous_etag else {"IfNoneMatch": "*"}',
         "condition: dict[str, str] = {}",
-        (f"{U}/visits", f"{I}/visits/test_visits_checkpoint.py"),
+        (f"{U}/visits/test_state_read_errors.py",),
         "two concurrent runs both win and one loses the other's events",
     ),
     # Launcher.
@@ -237,7 +241,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/platform/launcher/lambda_launcher.py",
         "if overdue <= self.health_grace_seconds:",
         "if overdue >= self.health_grace_seconds:",
-        (f"{U}/platform",),
+        (f"{U}/platform/test_launcher.py",),
         "runs that outlived Lambda are never marked failed",
     ),
     Mutation(
@@ -245,7 +249,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/platform/launcher/lambda_launcher.py",
         'if code in {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException"}:',
         'if code in {"AccessDenied", "UnrecognizedClientException"}:',
-        (f"{U}/platform",),
+        (f"{U}/platform/test_launcher.py",),
         "the operator is not told which IAM permission is missing",
     ),
     Mutation(
@@ -253,7 +257,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/platform/launcher/payload.py",
         "_SECRET_KEY.search(str(key)) or _URL_WITH_PASSWORD.match(value)",
         "_SECRET_KEY.search(str(key))",
-        (f"{U}/platform",),
+        (f"{U}/platform/test_launcher.py",),
         "postgres_url: postgresql://u:pw@host is copied into the payload",
     ),
     Mutation(
@@ -261,7 +265,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "ons_pipeline/platform/launcher/routing.py",
         "if run.tags.get(self.route_tag) == payload.LONG_RUNNING:",
         "if run.tags.get(self.route_tag) == payload.FUNCTION_TAG:",
-        (f"{U}/platform",),
+        (f"{U}/platform/test_launcher.py",),
         "long backfills go to Lambda and die at 15 minutes",
     ),
 )
@@ -365,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-baseline", action="store_true", help="do not first check the tests pass unmutated"
     )
     args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress as it goes
     chosen = [m for m in MUTATIONS if not args.select or args.select.lower() in m.name.lower()]
     if args.list:
         for mutation in chosen:
@@ -394,8 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             outcomes.append(outcome)
             print(
                 f"{outcome.status.upper():8} {outcome.seconds:6.0f}s  {mutation.name}"
-                f"  [{outcome.detail}]",
-                flush=True,
+                f"  [{outcome.detail}]"
             )
 
     killed = sum(o.status == "killed" for o in outcomes)
@@ -410,4 +414,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the file was restored and the copy removed on the way out
+        print("\ninterrupted: the repository copy and its processes are gone", file=sys.stderr)
+        sys.exit(130)

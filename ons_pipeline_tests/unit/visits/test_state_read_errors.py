@@ -2,7 +2,8 @@
 
 If AccessDenied or InternalError on the checkpoint read counted as a first run, the run would
 replace the checkpoint with whatever it read; on the ledger it would re-read every file; on an
-event read taken from the queue it would drop the event and delete its announcement.
+event read taken from the queue it would drop the event and delete its announcement. And a
+checkpoint another run wrote meanwhile is never overwritten.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from ons_pipeline.visits.demo_data import land_files, synthetic_files
-from ons_pipeline.visits.storage import Locations, read_object, run_checkpoint
+from ons_pipeline.visits.storage import (
+    ConcurrentCheckpointError,
+    Locations,
+    read_object,
+    run_checkpoint,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -119,3 +125,31 @@ def test_a_failed_event_read_keeps_its_announcement(aws: tuple[Any, Any], code: 
         QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
     )["Attributes"]
     assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+@pytest.mark.parametrize("first_run", [True, False])
+def test_a_checkpoint_written_by_another_run_meanwhile_is_kept(
+    aws: tuple[Any, Any], first_run: bool
+) -> None:
+    s3, _ = aws
+    land_files(s3, SOURCE, synthetic_files(3), workers=2)
+    if not first_run:
+        run_checkpoint(s3, LOCATIONS, run_id="r0")
+        land_files(s3, SOURCE, synthetic_files(2, start=3), workers=2)
+    before = state_objects(s3)
+    theirs = b"the other run's checkpoint"
+
+    def other_run_commits_first(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Key") == LOCATIONS.checkpoint_key and not raced:
+            raced.append(True)
+            other = boto3.client("s3", region_name=REGION)
+            other.put_object(Bucket=STATE, Key=LOCATIONS.checkpoint_key, Body=theirs)
+
+    raced: list[bool] = []
+    s3.meta.events.register("before-parameter-build.s3.PutObject", other_run_commits_first)
+
+    with pytest.raises(ConcurrentCheckpointError):
+        run_checkpoint(s3, LOCATIONS, run_id="r1")
+
+    assert raced
+    assert state_objects(s3) == {**before, LOCATIONS.checkpoint_key: theirs}

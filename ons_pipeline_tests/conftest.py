@@ -7,6 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ons_pipeline_tests.servers import server_unavailable
+
+# Before any definitions are imported: asset retries wait 0 s in tests, so a regression that
+# makes a step fail over and over fails the test at once instead of minutes later (the
+# production policy waits 30 s, then 60 s, then 120 s). Runs in subprocesses inherit it.
+os.environ["ONS_RETRY_DELAY_SECONDS"] = "0"
+os.environ["ONS_RETRY_BACKOFF_SECONDS"] = "0"
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -25,16 +33,14 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The local stack on free ports for the whole session; in CI failing to start fails."""
+    """The local stack on free ports for the whole session; failing to start fails."""
     from ons_pipeline.local.stack import LocalStack, StackError
 
     stack = LocalStack(tmp_path_factory.mktemp("local_stack"))
     try:
         stack.start()
     except StackError as err:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"local stack could not start: {err}", pytrace=False)
-        pytest.skip(f"local stack could not start: {err}")
+        server_unavailable(f"local stack could not start: {err}")
     try:
         yield stack
     finally:

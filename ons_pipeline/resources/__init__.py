@@ -41,6 +41,12 @@ def _setting(name: str, default: str) -> Any:
     return EnvVar(name) if os.environ.get(name) else default
 
 
+def _backoff() -> dict[str, float]:
+    """`backoff_seconds` from `ONS_RETRY_BACKOFF_SECONDS` when set (tests: 0), else the default."""
+    value = os.environ.get("ONS_RETRY_BACKOFF_SECONDS")
+    return {"backoff_seconds": float(value)} if value else {}
+
+
 def default_resources() -> dict[str, Any]:
     """Resources for the local stack and production alike: only the environment differs.
 
@@ -79,6 +85,7 @@ def default_resources() -> dict[str, Any]:
             consumption_table=_setting("CONSUMPTION_TABLE_NAME", "consumption"),
             transmission_table=_setting("TRANSMISSION_TABLE_NAME", "transmission"),
             max_retries=int(os.environ.get("MAX_RETRIES") or 3),
+            **_backoff(),
         ),
         "influxdb": InfluxDBResource(
             **aws,
@@ -93,5 +100,6 @@ def default_resources() -> dict[str, Any]:
             max_retries=int(os.environ.get("MAX_RETRIES") or 3),
             enable_validation=os.environ.get("ENABLE_VALIDATION", "true").lower() != "false",
             drop_invalid_records=os.environ.get("DROP_INVALID_RECORDS", "true").lower() != "false",
+            **_backoff(),
         ),
     }

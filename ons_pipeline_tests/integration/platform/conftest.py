@@ -24,6 +24,7 @@ from ons_pipeline_tests.integration.platform.postgres import (
     PostgresUnavailable,
     postgres_server,
 )
+from ons_pipeline_tests.servers import server_unavailable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -222,9 +223,7 @@ def postgres_harness(
         server_cm = postgres_server()
         server = server_cm.__enter__()
     except PostgresUnavailable as error:
-        if os.environ.get("CI") == "true":
-            pytest.fail(str(error), pytrace=False)
-        pytest.skip(str(error))
+        server_unavailable(str(error))
     home = tmp_path_factory.mktemp("lambda_pg_home")
     workspace = write_workspace(home)
     env = {**os.environ, **local_stack.env, PASSWORD_ENV: PASSWORD}

@@ -22,7 +22,7 @@ from ons_pipeline.resources import (
 from ons_pipeline.sales.assets import sales_star_schema, totesys_raw
 from ons_pipeline.sales.checks import fact_foreign_keys_exist
 from ons_pipeline.sales.demo_data import Packet, generate_totesys, land_packets
-from ons_pipeline.sales.schema import STAR_SCHEMAS
+from ons_pipeline.sales.schema import STAR_KEYS, STAR_SCHEMAS
 from ons_pipeline.sales.sensors import packets_run_config
 from ons_pipeline.sales.transform import STAR_TABLES, to_star_schema
 
@@ -235,3 +235,69 @@ def test_non_sequential_packet_warns_and_is_recorded(lake: Lake) -> None:
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["rows_accounted_for"]
     assert checks["fact_foreign_keys_exist"]
+
+
+def newest_stamp(packets: list[Packet]) -> str:
+    """The documented name stamp: newest `last_updated` of every line so far, as digits."""
+    newest = max(pd.Timestamp(row["last_updated"]) for p in packets for row in lines(p))
+    return newest.strftime("%Y%m%dT%H%M%S%f")
+
+
+def star_keys(lake: Lake) -> dict[str, list[str]]:
+    keys = sorted(lake.objects())
+    return {t: [k for k in keys if k.startswith(f"{t}/")] for t in STAR_TABLES}
+
+
+def lines(packet: Packet) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in packet.body.decode().splitlines()]
+
+
+def test_file_names_follow_the_data_and_dimensions_hold_the_latest_version(lake: Lake) -> None:
+    corpus = generate_totesys(300, packets_per_table=2, seed=11, bad_rows=False)
+    first = [p for p in corpus.packets if p.packet_id == 1]
+    land_packets(lake.s3, lake.ingestion, first)
+    assert lake.run([(p.table, p.packet_id) for p in first]).success
+    stamp = newest_stamp(first)
+    assert star_keys(lake) == {
+        t: [f"{t}/{t}_packet_00000001_processed_{stamp}.parquet"] for t in STAR_TABLES
+    }
+
+    second = [p for p in corpus.packets if p.packet_id == 2]
+    land_packets(lake.s3, lake.ingestion, second)
+    assert lake.run([(p.table, p.packet_id) for p in second]).success
+
+    before, after = expected_star(first), expected_star(corpus.packets)
+    changed = {t for t in STAR_TABLES if not canonical(before[t], t).equals(canonical(after[t], t))}
+    assert {"fact_sales_order", "dim_staff", "dim_design"} <= changed
+    later = newest_stamp(corpus.packets)
+    assert later > stamp
+    assert star_keys(lake) == {
+        t: [
+            f"{t}/{t}_packet_00000001_processed_{stamp}.parquet",
+            *([f"{t}/{t}_packet_00000002_processed_{later}.parquet"] if t in changed else []),
+        ]
+        for t in STAR_TABLES
+    }
+    # A dimension read file by file in sequence order, the last row per key winning, is the
+    # latest version of every key.
+    latest = {
+        table: pd.concat(lake.star_files(table), ignore_index=True).drop_duplicates(
+            subset=list(STAR_KEYS[table]), keep="last"
+        )
+        for table in STAR_TABLES
+        if table != "fact_sales_order"
+    }
+    for table, frame in latest.items():
+        pd.testing.assert_frame_equal(canonical(frame, table), canonical(after[table], table))
+    # And straight from the packets: each staff member updated by packet 2 has its new values.
+    staff = latest["dim_staff"].set_index("staff_id")
+    (update,) = [p for p in second if p.table == "staff"]
+    old = {row["staff_id"]: row for row in lines(next(p for p in first if p.table == "staff"))}
+    updated = {
+        row["staff_id"]: row
+        for row in sorted(lines(update), key=lambda row: pd.Timestamp(row["last_updated"]))
+    }
+    assert any(row["email_address"] != old[i]["email_address"] for i, row in updated.items())
+    for staff_id, row in updated.items():
+        for column in ("first_name", "last_name", "email_address"):
+            assert staff.loc[staff_id, column] == row[column]

@@ -660,5 +660,26 @@ def quarantine_parquet(rejected: pd.DataFrame) -> bytes:
     return buffer.getvalue()
 
 
+def file_rejection(key: str, reason: str, detail: str, rows: int | None) -> pd.DataFrame:
+    """The quarantine record of a file rejected whole: one row, `_row` -1 (the whole file)."""
+    return pd.DataFrame(
+        {
+            ROW: np.array([-1], dtype=np.int64),
+            "reason": [reason],
+            "detail": [detail],
+            "source_key": [key],
+            "file_rows": pd.array([rows], dtype="Int64"),
+        }
+    )
+
+
+def parquet_row_count(data: bytes) -> int | None:
+    """Rows the file's footer declares, or None when it is not readable Parquet."""
+    try:
+        return int(pq.ParquetFile(io.BytesIO(data)).metadata.num_rows)
+    except (pa.ArrowException, OSError):
+        return None
+
+
 def reasons_known(reasons: dict[str, int]) -> bool:
     return set(reasons) <= set(REASONS)

@@ -109,7 +109,8 @@ def _subject(args: tuple[Any, ...]) -> str:
     context = args[0] if args else None
     if context is not None and getattr(context, "has_partition_key", False):
         return str(context.partition_key)
-    return str(getattr(getattr(context, "op", None), "name", "step"))
+    op_context = getattr(context, "op_execution_context", context)
+    return str(getattr(getattr(op_context, "op", None), "name", "step"))
 
 
 def classified_failures(fn: F) -> F:
@@ -124,6 +125,8 @@ def classified_failures(fn: F) -> F:
         def generator(*args: Any, **kwargs: Any) -> Iterator[Any]:
             try:
                 yield from fn(*args, **kwargs)
+            except (Failure, RetryRequested):
+                raise
             except Exception as error:
                 raise as_failure(error, _subject(args)) from error
 
@@ -133,6 +136,8 @@ def classified_failures(fn: F) -> F:
     def plain(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except (Failure, RetryRequested):
+            raise
         except Exception as error:
             raise as_failure(error, _subject(args)) from error
 

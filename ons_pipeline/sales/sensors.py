@@ -80,7 +80,7 @@ def new_packets(
 
     listed, advanced, exhausted = s3.list_new_per_prefix(
         bucket,
-        {table: f"{table}/{table}-packet-" for table in SOURCE_TABLES},
+        {table: f"{table}/" for table in SOURCE_TABLES},  # stray keys there get reported
         cursor,
         is_packet,
         max_pages=pages_per_table,
@@ -116,13 +116,14 @@ def totesys_packet_sensor(
     for key, why in sorted(stray.items()):
         if key not in reported:
             context.log.warning(f"s3://{bucket}/{key} is not a ToteSys packet: {why}")
-    # Only keys still there stay in the reported set, so a re-uploaded one is reported again.
-    advanced[REPORTED] = sorted(stray)[:MAX_REPORTED]  # type: ignore[assignment]
+    if stray:  # only keys still seen stay in the set, so one that comes back is reported again
+        advanced[REPORTED] = sorted(stray)[:MAX_REPORTED]  # type: ignore[assignment]
     new_cursor = json.dumps(advanced, sort_keys=True)
     if not packets:
-        if new_cursor != (context.cursor or json.dumps({}, sort_keys=True)) and stray:
-            return SensorResult(run_requests=[], cursor=new_cursor)
-        return SkipReason(f"No new packets in s3://{bucket}")
+        skip = SkipReason(f"No new packets in s3://{bucket}")
+        if stray and new_cursor != context.cursor:
+            return SensorResult(skip_reason=skip, cursor=new_cursor)
+        return skip
     keys = sorted(f"{table}:{packet_id}" for table, packet_id in packets)
     run_key = "packets-" + hashlib.sha256("\n".join(keys).encode()).hexdigest()[:32]
     context.log.info(

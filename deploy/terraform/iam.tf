@@ -126,7 +126,7 @@ data "aws_iam_policy_document" "launcher" {
   # The energy sensor (evaluated for the daemon) reads announcements and lists to reconcile.
   statement {
     sid       = "EnergyObjectNotifications"
-    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
     resources = [aws_sqs_queue.energy_objects_created.arn]
   }
   statement {

@@ -25,6 +25,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from dagster import Failure, MetadataValue, RetryRequested
 from pydantic import ValidationError
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 # Error codes AWS services use for throttling and server-side faults.
 RETRYABLE_CODES: Final = frozenset(
@@ -51,6 +52,10 @@ RETRYABLE_CODES: Final = frozenset(
 )
 
 
+class TransientError(RuntimeError):
+    """A resource gave up on a fault that may pass (throttling, 5xx, unreachable): retried."""
+
+
 @dataclass(frozen=True)
 class Classification:
     retry: bool
@@ -61,6 +66,15 @@ def classify(error: BaseException) -> Classification:
     """Retry or not, and why, for an exception raised while loading an object."""
     if isinstance(error, Failure):
         return Classification(error.allow_retries, "failure")
+    if isinstance(error, TransientError):
+        return Classification(True, f"unavailable:{type(error).__name__}")
+    status = getattr(error, "status", None)  # an HTTP client's error (influxdb-client's)
+    if isinstance(status, int) and not isinstance(error, ClientError) and status >= 400:
+        if status == 429 or status >= 500:
+            return Classification(True, f"transient_http_error:{status}")
+        return Classification(False, f"permanent_http_error:{status}")
+    if isinstance(error, Urllib3Error):  # connection refused, reset, protocol errors
+        return Classification(True, "connection_error")
     if isinstance(error, ClientError):
         code = str(error.response.get("Error", {}).get("Code", ""))
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)

@@ -20,11 +20,11 @@ from dagster import ConfigurableResource
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field, PrivateAttr
 
-from ons_pipeline.platform.failures import classify
+from ons_pipeline.platform.failures import TransientError, classify
 from ons_pipeline.resources.aws import build_client
 
 
-class TimestreamUnavailableError(RuntimeError):
+class TimestreamUnavailableError(TransientError):
     """Retries exhausted on throttling or server errors."""
 
 

@@ -9,10 +9,14 @@ import pyarrow.parquet as pq
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from dagster import Failure, RetryRequested
+from influxdb_client.rest import ApiException
 from pydantic import BaseModel, ValidationError
+from urllib3.exceptions import NewConnectionError
 
 from ons_pipeline.energy.schema import FileRejectedError
 from ons_pipeline.platform.failures import as_failure, classified_failures, classify
+from ons_pipeline.resources.influxdb import InfluxDBUnavailableError
+from ons_pipeline.resources.timestream import TimestreamUnavailableError
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -53,6 +57,11 @@ def validation_error() -> ValidationError:
         (ReadTimeoutError(endpoint_url="http://127.0.0.1:1"), True, "connection_error"),
         (ConnectionResetError("reset"), True, "connection_error"),
         (TimeoutError("slow"), True, "connection_error"),
+        (InfluxDBUnavailableError("health check failed"), True, "unavailable"),
+        (TimestreamUnavailableError("throttled 4 times"), True, "unavailable"),
+        (ApiException(status=503), True, "transient_http_error:503"),
+        (ApiException(status=401), False, "permanent_http_error:401"),
+        (NewConnectionError(None, "refused"), True, "connection_error"),
         (client_error("AccessDenied", 403), False, "permanent_aws_error:AccessDenied"),
         (client_error("AccessDeniedException", 400), False, "permanent_aws_error"),
         (client_error("ValidationException", 400), False, "permanent_aws_error:Validation"),

@@ -205,14 +205,17 @@ def _iso_strings_to_ns(values: pa.Array) -> np.ndarray:
 
     clock = pc.binary_join_element_wise(
         parts.field("date"),
+        "T",
         text("hour", "00"),
+        ":",
         text("minute", "00"),
+        ":",
         text("second", "00"),
-        "",  # joined as date, hour, minute, second: the separators are in the format
+        "",  # the separators are among the joined values
     )
-    base = pd.to_datetime(
+    base = pd.to_datetime(  # an ISO format: pandas' fast parser, which checks the calendar
         pd.Series(clock.to_numpy(zero_copy_only=False), dtype=object),
-        format="%Y-%m-%d%H%M%S",
+        format="%Y-%m-%dT%H:%M:%S",
         errors="coerce",
     )
     base_ns = pd.DatetimeIndex(base).as_unit("ns").asi8

@@ -66,7 +66,9 @@ def classify(error: BaseException) -> Classification:
     """Retry or not, and why, for an exception raised while loading an object."""
     if isinstance(error, Failure):
         return Classification(error.allow_retries, "failure")
-    if isinstance(error, TransientError):
+    from ons_pipeline.resources.influxdb import InfluxDBUnavailableError  # resources import this module
+
+    if isinstance(error, TransientError | InfluxDBUnavailableError):
         return Classification(True, f"unavailable:{type(error).__name__}")
     status = getattr(error, "status", None)  # an HTTP client's error (influxdb-client's)
     if isinstance(status, int) and not isinstance(error, ClientError) and status >= 400:

@@ -25,7 +25,6 @@ from influxdb_client.rest import ApiException
 from pydantic import Field, PrivateAttr
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ons_pipeline.platform.failures import TransientError
 from ons_pipeline.resources.aws import build_client
 
 if TYPE_CHECKING:
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
 RETENTION_SECONDS = 7 * 365 * 24 * 3600
 
 
-class InfluxDBUnavailableError(TransientError):
+class InfluxDBUnavailableError(RuntimeError):
     """InfluxDB did not answer its health check or kept failing with retryable errors."""
 
 

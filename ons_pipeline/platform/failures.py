@@ -66,7 +66,8 @@ def classify(error: BaseException) -> Classification:
     """Retry or not, and why, for an exception raised while loading an object."""
     if isinstance(error, Failure):
         return Classification(error.allow_retries, "failure")
-    from ons_pipeline.resources.influxdb import InfluxDBUnavailableError  # resources import this module
+    # Imported here: the resources import this module.
+    from ons_pipeline.resources.influxdb import InfluxDBUnavailableError
 
     if isinstance(error, TransientError | InfluxDBUnavailableError):
         return Classification(True, f"unavailable:{type(error).__name__}")

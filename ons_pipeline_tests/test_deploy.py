@@ -308,3 +308,43 @@ def test_run_worker_may_make_exactly_the_queue_calls_the_checkpoint_makes(
         if s["sid"] == "VisitEventNotifications"
     ]
     assert used == set(statement["actions"])
+
+
+def test_energy_objects_are_announced_on_the_queue_the_sensor_reads(
+    terraform: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processed bucket's `dataset=` objects reach the queue; the daemon may make exactly
+    the SQS calls a sensor tick makes."""
+    import boto3
+    from moto import mock_aws
+
+    from ons_pipeline.energy.sensors import receive_announcements
+    from ons_pipeline.visits.storage import delete_notifications
+
+    queue = terraform["resource"][("aws_sqs_queue", "energy_objects_created")]
+    assert queue["name"] == defaults.ENERGY_QUEUE_NAME
+    notification = terraform["resource"][("aws_s3_bucket_notification", "processed_energy")]
+    (target,) = notification["queue"]
+    assert "aws_sqs_queue.energy_objects_created.arn" in target["queue_arn"]
+    assert target["filter_prefix"] == defaults.ENERGY_PREFIX
+    assert 'aws_s3_bucket.this["processed"]' in notification["bucket"]
+    assert "energy_queue_url" in terraform["output"]
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    calls: set[str] = set()
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="eu-west-2")
+        url = sqs.create_queue(QueueName="q")["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody='{"bucket": "b", "key": "dataset=x"}')
+        sqs.meta.events.register(
+            "before-call.sqs", lambda event_name, **_: calls.add(event_name.rsplit(".", 1)[-1])
+        )
+        delete_notifications(sqs, url, receive_announcements(sqs, url).receipts)
+    used = {f"sqs:{call.removesuffix('Batch')}" for call in calls}
+    (statement,) = [
+        s
+        for s in terraform["data"][("aws_iam_policy_document", "launcher")]["statement"]
+        if s["sid"] == "EnergyObjectNotifications"
+    ]
+    assert used == set(statement["actions"])

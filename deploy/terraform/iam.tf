@@ -123,6 +123,17 @@ data "aws_iam_policy_document" "launcher" {
     actions   = ["s3:PutObject"]
     resources = ["${aws_s3_bucket.this["launcher_payload"].arn}/runs/*"]
   }
+  # The energy sensor (evaluated for the daemon) reads announcements and lists to reconcile.
+  statement {
+    sid       = "EnergyObjectNotifications"
+    actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
+    resources = [aws_sqs_queue.energy_objects_created.arn]
+  }
+  statement {
+    sid       = "ListProcessedEnergy"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.this["processed"].arn]
+  }
 }
 
 resource "aws_iam_policy" "launcher" {

@@ -22,3 +22,8 @@ output "influxdb_endpoint" {
   description = "INFLUXDB_URL host."
   value       = aws_timestreaminfluxdb_db_instance.energy.endpoint
 }
+
+output "energy_queue_url" {
+  description = "ONS_ENERGY_QUEUE_URL for the daemon: new processed energy objects."
+  value       = aws_sqs_queue.energy_objects_created.url
+}

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -31,13 +32,16 @@ from ons_pipeline.energy.transform import (
     PreparedFile,
     batch_bodies,
     expected_series_counts,
+    file_rejection,
     line_chunks,
+    parquet_row_count,
     prepare,
     quarantine_parquet,
     read_parquet,
     rejected_rows,
     timestream_calls,
 )
+from ons_pipeline.platform.failures import classified_failures
 from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
@@ -48,7 +52,7 @@ from ons_pipeline.resources import (
     TimestreamResource,
 )
 from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
-from ons_pipeline.resources.timestream import TimestreamUnavailableError
+from ons_pipeline.resources.timestream import TimestreamUnavailableError, TimestreamWriteError
 
 ENERGY_GROUP = "energy"
 INFLUXDB_KEY = AssetKey(["energy", "influxdb_points"])
@@ -64,24 +68,44 @@ def read_and_prepare(
     storage: EnergyStorageResource,
     key: str,
     *,
+    store: str,
     check_tags: bool = True,
 ) -> PreparedFile:
     """The object's rows after the section 4 rules.
+
+    A file rejected whole (`unknown_dataset`, `ambiguous_dataset`, `unreadable_file`,
+    `missing_column`) leaves a quarantine record where `store`'s rejected rows go.
 
     Raises:
         Failure: (not retried) the object is missing or the whole file is rejected.
     """
     bucket = storage.processed_bucket
+    data = s3.get_bytes(bucket, key)
+    if data is None:
+        raise Failure(description=f"s3://{bucket}/{key} does not exist", allow_retries=False)
     try:
         dataset = detect_dataset(key)
-        data = s3.get_bytes(bucket, key)
-        if data is None:
-            raise Failure(description=f"s3://{bucket}/{key} does not exist", allow_retries=False)
-        return prepare(read_parquet(data, dataset), dataset, check_tags=check_tags)
+        try:
+            frame = read_parquet(data, dataset)
+        except (pa.ArrowException, OSError) as error:  # e.g. "magic bytes not found"
+            raise FileRejectedError(
+                "unreadable_file", f"not a readable Parquet file: {error}"
+            ) from error
+        return prepare(frame, dataset, check_tags=check_tags)
     except FileRejectedError as error:
+        rows = parquet_row_count(data)
+        uri = write_quarantine(
+            s3, storage, store, key, file_rejection(key, error.reason, str(error), rows)
+        )
         raise Failure(
-            description=f"s3://{bucket}/{key} rejected: {error}",
-            metadata={"reason": error.reason},
+            description=f"s3://{bucket}/{key} rejected whole ({error.reason}), not retried: "
+            f"{error}; quarantine record {uri}",
+            metadata={
+                "reason": error.reason,
+                "rejected": rows if rows is not None else "unreadable",
+                "quarantine_uri": MetadataValue.path(str(uri)),
+                "source_uri": MetadataValue.path(f"s3://{bucket}/{key}"),
+            },
             allow_retries=False,
         ) from error
 
@@ -184,6 +208,7 @@ def compare_counts(
         ),
     ],
 )
+@classified_failures
 def influxdb_points(
     context: AssetExecutionContext,
     s3: ObjectStoreResource,
@@ -202,7 +227,9 @@ def influxdb_points(
             [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"})],
         )
         raise Failure(description=str(error), allow_retries=True) from error
-    prepared = read_and_prepare(s3, energy_storage, key, check_tags=influxdb.enable_validation)
+    prepared = read_and_prepare(
+        s3, energy_storage, key, store="influxdb", check_tags=influxdb.enable_validation
+    )
     converted = time.monotonic()
     bucket = influxdb.bucket_for(MEASUREMENT[prepared.dataset])
     if not prepared.rejected.empty and not influxdb.drop_invalid_records:
@@ -342,6 +369,7 @@ def influxdb_points(
         )
     ],
 )
+@classified_failures
 def timestream_records(
     context: AssetExecutionContext,
     s3: ObjectStoreResource,
@@ -352,7 +380,7 @@ def timestream_records(
     """Energy series from one processed Parquet object as Timestream records (seed 000)."""
     started = time.monotonic()
     key = context.partition_key
-    prepared = read_and_prepare(s3, energy_storage, key)
+    prepared = read_and_prepare(s3, energy_storage, key, store="timestream")
     # Version = load time: a re-load of a corrected file upserts instead of being refused.
     calls = timestream_calls(prepared, version=time.time_ns() // 1_000_000)
     try:
@@ -365,6 +393,12 @@ def timestream_records(
             [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"})],
         )
         raise Failure(description=str(error), allow_retries=True) from error
+    except TimestreamWriteError as error:
+        raise Failure(
+            description=f"s3://{energy_storage.processed_bucket}/{key}: {error}",
+            metadata={"reason": "timestream_refused"},
+            allow_retries=False,
+        ) from error
     refused_positions: list[int] = []
     refused_reasons: list[str] = []
     for call, result in zip(calls, results, strict=True):

@@ -1,9 +1,27 @@
-"""S3-arrival sensor: new processed energy objects become partitions and runs."""
+"""Arrival sensor: processed energy objects announced on SQS become partitions and runs.
+
+Keys under `dataset=<name>/` do not arrive in sorted order (a late or back-dated file sorts
+before the newest), so no `StartAfter` cursor can find them. The processed bucket announces
+each new `dataset=` object on a queue (ONS_ENERGY_QUEUE_URL), and a tick reads the
+announcements: O(new), any key order. The energy partitions are the ledger: an object whose
+partition exists and whose two loads have materialised is not loaded again. A reconcile on
+the first tick and then every `reconcile_interval_seconds` lists the `dataset=` prefixes and
+adds whatever the partitions lack, so a lost notification is caught; the cursor keeps the time
+of the last reconcile. Without a queue every tick reconciles.
+
+A message is deleted only after the partitions it names exist (or after what it names has been
+reported as not loadable), so a tick that dies leaves it to reappear.
+"""
+
+from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import time
+from dataclasses import dataclass, field
+from typing import Any
 
 from dagster import (
+    DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -12,39 +30,80 @@ from dagster import (
     sensor,
 )
 
+from ons_pipeline.energy.assets import INFLUXDB_KEY, TIMESTREAM_KEY
 from ons_pipeline.energy.jobs import energy_load_job
 from ons_pipeline.energy.partitions import energy_objects_partitions
-from ons_pipeline.energy.schema import DATASETS, LoadPlan, ObjectRef, objects_from_event, plan_loads
-from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource
+from ons_pipeline.energy.schema import (
+    DATASET_PREFIX,
+    LoadPlan,
+    ObjectRef,
+    objects_from_event,
+    objects_from_message,
+    plan_loads,
+)
+from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource, build_client
+from ons_pipeline.visits.storage import delete_notifications
 
-# Listing pages per dataset prefix per tick: bounds a tick's work however much is waiting.
-PAGES_PER_DATASET = 5
+# Messages read per tick (10 per ReceiveMessage): bounds a tick; the rest wait for the next.
+MAX_MESSAGES_PER_TICK = 1000
+# Long enough for a tick to add the partitions before a message reappears.
+VISIBILITY_TIMEOUT_SECONDS = 300
+LISTING_PAGES = 1_000_000  # a reconcile lists every page: it is the one O(bucket) step
 
 
-def new_objects(
-    s3: ObjectStoreResource,
-    bucket: str,
-    cursor: Mapping[str, str],
-    *,
-    pages_per_dataset: int = PAGES_PER_DATASET,
-    page_size: int = 1000,
-) -> tuple[list[ObjectRef], dict[str, str], bool]:
-    """Objects after each dataset prefix's cursor key, the advanced cursor, all seen or not.
+@dataclass
+class Announcements:
+    """What a tick read from the queue: the objects named, and the messages to delete."""
 
-    Keys under `dataset=<name>/year=YYYY/month=MM/` sort in arrival order within a dataset,
-    so a `StartAfter` cursor per dataset prefix costs O(new keys), never O(bucket); one
-    cursor for all prefixes would skip a consumption file landing after a generation one.
-    """
-    listed, advanced, exhausted = s3.list_new_per_prefix(
-        bucket,
-        {dataset: f"dataset={dataset}/" for dataset in DATASETS},
-        cursor,
-        lambda _dataset, key: key.endswith(".parquet"),
-        max_pages=pages_per_dataset,
-        page_size=page_size,
-    )
-    refs = [ObjectRef(bucket, key) for dataset in DATASETS for key in listed[dataset]]
-    return refs, advanced, exhausted
+    refs: list[ObjectRef] = field(default_factory=list)
+    receipts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # messages that name no object, and why
+
+
+def receive_announcements(
+    sqs: Any, queue_url: str, *, max_messages: int = MAX_MESSAGES_PER_TICK
+) -> Announcements:
+    """Read up to `max_messages` S3 notifications; each stays hidden until deleted."""
+    found = Announcements()
+    while len(found.receipts) < max_messages:
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=min(10, max_messages - len(found.receipts)),
+            WaitTimeSeconds=0,
+            VisibilityTimeout=VISIBILITY_TIMEOUT_SECONDS,
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            found.receipts.append(message["ReceiptHandle"])
+            try:
+                found.refs.extend(objects_from_message(message["Body"]))
+            except ValueError as error:
+                found.problems.append(f"message {message.get('MessageId')}: {error}")
+    return found
+
+
+def list_dataset_objects(s3: ObjectStoreResource, bucket: str) -> list[ObjectRef]:
+    """Every object under the `dataset=` prefixes (the reconcile's O(bucket) listing)."""
+    listing = s3.list_after(bucket, DATASET_PREFIX, None, max_pages=LISTING_PAGES)
+    return [ObjectRef(bucket, key) for key in listing.keys]
+
+
+def loaded_partitions(instance: DagsterInstance, keys: list[str]) -> set[str]:
+    """Which of `keys` both energy loads have materialised."""
+    if not keys:
+        return set()
+    both = instance.get_materialized_partitions(INFLUXDB_KEY)
+    both &= instance.get_materialized_partitions(TIMESTREAM_KEY)
+    return both & set(keys)
+
+
+def existing_partitions(instance: DagsterInstance, keys: list[str], *, full: bool) -> set[str]:
+    """Which of `keys` are partitions already: one query per key, or one for all."""
+    name = energy_objects_partitions.name
+    if full:
+        return set(instance.get_dynamic_partitions(name)) & set(keys)
+    return {key for key in keys if instance.has_dynamic_partition(name, key)}
 
 
 def load_requests(plan: LoadPlan) -> SensorResult:
@@ -64,33 +123,66 @@ def requests_from_event(event: dict[str, object], processed_bucket: str) -> Sens
     return load_requests(plan_loads(objects_from_event(event), processed_bucket))
 
 
+def _reconciled_at(cursor: str | None) -> float | None:
+    try:
+        value = json.loads(cursor).get("reconciled_at") if cursor else None
+    except (json.JSONDecodeError, AttributeError):
+        return None  # an older cursor format: reconcile now
+    return float(value) if isinstance(value, int | float) else None
+
+
 @sensor(
     job=energy_load_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
     description="Adds a partition and starts both energy loads for each processed Parquet "
-    "object that landed since the last tick.",
+    "object announced on the queue, in any key order; lists the dataset= prefixes on its "
+    "first tick and hourly to catch a lost notification.",
 )
 def energy_object_sensor(
     context: SensorEvaluationContext, s3: ObjectStoreResource, energy_storage: EnergyStorageResource
 ) -> SensorResult | SkipReason:
     bucket = energy_storage.processed_bucket
-    cursor = json.loads(context.cursor) if context.cursor else {}
-    refs, advanced, exhausted = new_objects(s3, bucket, cursor)
+    queue = energy_storage.notification_queue_url
+    now = time.time()
+    last = _reconciled_at(context.cursor)
+    reconcile = (
+        queue is None or last is None or now - last >= energy_storage.reconcile_interval_seconds
+    )
+    sqs = build_client(s3, "sqs") if queue else None
+    announced = receive_announcements(sqs, queue) if sqs is not None and queue else Announcements()
+    refs = list(announced.refs)
+    if reconcile:
+        refs += list_dataset_objects(s3, bucket)
     plan = plan_loads(refs, bucket)
+    for problem in announced.problems:
+        context.log.warning(f"Not an S3 object notification, deleted: {problem}")
     for key, why in plan.skipped.items():
         context.log.warning(f"Not loading {key}: {why}")
-    if not plan.partition_keys:
-        if advanced != cursor:
-            return SensorResult(run_requests=[], cursor=json.dumps(advanced, sort_keys=True))
-        return SkipReason(f"No new energy objects in s3://{bucket}")
+
+    instance = context.instance
+    keys = plan.partition_keys
+    known = existing_partitions(instance, keys, full=reconcile)
+    new = [key for key in keys if key not in known]
+    if new:
+        instance.add_dynamic_partitions(energy_objects_partitions.name, new)
+    # Known but not loaded by both assets (a tick that died before its runs, a failed load):
+    # asked again under the same run key, which Dagster starts at most once.
+    loaded = loaded_partitions(instance, [key for key in keys if key in known])
+    to_load = [key for key in keys if key not in loaded]
+    if sqs is not None and queue and announced.receipts:
+        delete_notifications(sqs, queue, announced.receipts)
     context.log.info(
-        f"{len(plan.partition_keys)} new objects"
-        f"{'' if exhausted else ' (more remain for the next tick)'}"
+        f"{len(announced.receipts)} notifications, {'reconciled by listing, ' if reconcile else ''}"
+        f"{len(keys)} dataset objects: {len(new)} new, {len(known) - len(loaded)} known but "
+        f"not loaded, {len(loaded)} already loaded; {len(plan.skipped)} not loadable"
     )
-    result = load_requests(plan)
+    cursor = json.dumps({"reconciled_at": now if reconcile else last})
+    if not to_load:
+        if cursor != context.cursor:
+            return SensorResult(run_requests=[], cursor=cursor)
+        return SkipReason(f"No new energy objects in s3://{bucket}")
     return SensorResult(
-        run_requests=result.run_requests,
-        dynamic_partitions_requests=result.dynamic_partitions_requests,
-        cursor=json.dumps(advanced, sort_keys=True),
+        run_requests=[RunRequest(run_key=key, partition_key=key) for key in to_load],
+        cursor=cursor,
     )

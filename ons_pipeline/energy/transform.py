@@ -33,9 +33,17 @@ from ons_pipeline.energy.schema import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-_ISO_8601: Final = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$"
+# ISO 8601 as `datetime.fromisoformat` reads it (ARCHITECTURE.md section 4): a date alone, or
+# with `T` or a space and HH, HH:MM or HH:MM:SS, up to 9 fraction digits after `.` or `,`, and
+# `Z` or an offset +HH, +HHMM or +HH:MM. RE2 (pyarrow's regex engine): `\d` is ASCII only.
+_ISO_8601_PARTS: Final = (
+    r"^(?P<date>\d{4}-\d{2}-\d{2})"
+    r"(?:[T ](?P<hour>\d{2})(?::(?P<minute>\d{2})(?::(?P<second>\d{2})"
+    r"(?:[.,](?P<fraction>\d{1,9}))?)?)?"
+    r"(?:Z|(?P<sign>[+-])(?P<offset_hours>\d{2})(?::?(?P<offset_minutes>\d{2}))?)?)?$"
 )
+# Margin kept from the int64 limits so that applying an offset (< 1 day) cannot overflow.
+_DAY_NS: Final = 86_400 * 10**9
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 _NS_PER_UNIT: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 ROW: Final = "_row"
@@ -159,24 +167,72 @@ def parse_timestamps(series: pd.Series) -> np.ndarray:
             raw = np.where(valid, raw * factor, nat)
         return np.where(valid, raw, nat)
     if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
-        out = np.full(len(series), nat, dtype=np.int64)
-        text = series.astype(object)
-        is_str = text.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-        if not is_str.any():
-            return out
-        candidates = pd.Series(text[is_str].to_numpy(dtype=object))
-        strict = candidates.str.match(_ISO_8601).fillna(False).to_numpy(dtype=bool)
-        positions = np.flatnonzero(is_str)
-        zoned = candidates.str.contains(r"(?:Z|[+-]\d{2}:\d{2})$", regex=True).to_numpy(bool)
-        # Naive strings (UTC) are parsed apart: pandas would give them a neighbour's offset.
-        for group in (strict & zoned, strict & ~zoned):
-            if group.any():
-                parsed = pd.to_datetime(
-                    candidates[group], format="ISO8601", utc=True, errors="coerce"
-                )
-                out[positions[group]] = pd.DatetimeIndex(parsed).as_unit("ns").asi8
-        return out
+        return _iso_strings_to_ns(_as_strings(series))
     return np.full(len(series), nat, dtype=np.int64)
+
+
+def _as_strings(series: pd.Series) -> pa.Array:
+    """The column as an Arrow string array; values that are not strings become null."""
+    try:
+        return pa.array(series.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # a column mixing strings and other types
+        values = series.to_numpy(dtype=object)
+        is_str = np.fromiter((isinstance(v, str) for v in values), bool, len(values))
+        return pa.array(np.where(is_str, values, None), type=pa.string(), from_pandas=True)
+
+
+def _iso_strings_to_ns(values: pa.Array) -> np.ndarray:
+    """Nanoseconds (UTC) of ISO 8601 strings; the minimum int64 marks an invalid value.
+
+    Vectorised: one RE2 pass splits every string into its parts, the date and clock are
+    parsed in one `to_datetime` call on a normalised `YYYY-MM-DDTHH:MM:SS` (which checks the
+    calendar), and the fraction and offset are integer arithmetic, so nanoseconds are exact.
+    """
+    nat = np.iinfo(np.int64).min
+    out = np.full(len(values), nat, dtype=np.int64)
+    parts = pc.extract_regex(values, _ISO_8601_PARTS)
+    matched = parts.is_valid().to_numpy(zero_copy_only=False)
+    if not matched.any():
+        return out
+    parts = parts.filter(parts.is_valid())
+
+    def text(name: str, default: str) -> pa.Array:
+        column = parts.field(name)
+        return pc.if_else(pc.equal(column, ""), default, column)
+
+    def number(name: str) -> np.ndarray:
+        return pc.cast(text(name, "0"), pa.int64()).to_numpy()
+
+    clock = pc.binary_join_element_wise(
+        parts.field("date"),
+        "T",
+        text("hour", "00"),
+        ":",
+        text("minute", "00"),
+        ":",
+        text("second", "00"),
+        "",  # the separators are among the joined values
+    )
+    base = pd.to_datetime(  # an ISO format: pandas' fast parser, which checks the calendar
+        pd.Series(clock.to_numpy(zero_copy_only=False), dtype=object),
+        format="%Y-%m-%dT%H:%M:%S",
+        errors="coerce",
+    )
+    base_ns = pd.DatetimeIndex(base).as_unit("ns").asi8
+    fraction = pc.cast(pc.utf8_rpad(parts.field("fraction"), width=9, padding="0"), pa.int64())
+    offset_hours, offset_minutes = number("offset_hours"), number("offset_minutes")
+    sign = np.where(parts.field("sign").to_numpy(zero_copy_only=False) == "-", -1, 1)
+    offset_ns = sign * (offset_hours * 3600 + offset_minutes * 60) * 10**9
+    valid = (
+        (base_ns != nat)
+        & (base_ns > nat + _DAY_NS)
+        & (base_ns < np.iinfo(np.int64).max - _DAY_NS)
+        & (offset_hours < 24)
+        & (offset_minutes < 60)
+    )
+    stamps = np.where(valid, base_ns + fraction.to_numpy() - offset_ns, nat)
+    out[np.flatnonzero(matched)] = stamps
+    return out
 
 
 def _numeric(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
@@ -658,6 +714,27 @@ def quarantine_parquet(rejected: pd.DataFrame) -> bytes:
     table = pa.Table.from_pandas(rejected.astype({ROW: "int64"}), preserve_index=False)
     pq.write_table(table, buffer, compression="snappy")
     return buffer.getvalue()
+
+
+def file_rejection(key: str, reason: str, detail: str, rows: int | None) -> pd.DataFrame:
+    """The quarantine record of a file rejected whole: one row, `_row` -1 (the whole file)."""
+    return pd.DataFrame(
+        {
+            ROW: np.array([-1], dtype=np.int64),
+            "reason": [reason],
+            "detail": [detail],
+            "source_key": [key],
+            "file_rows": pd.array([rows], dtype="Int64"),
+        }
+    )
+
+
+def parquet_row_count(data: bytes) -> int | None:
+    """Rows the file's footer declares, or None when it is not readable Parquet."""
+    try:
+        return int(pq.ParquetFile(io.BytesIO(data)).metadata.num_rows)
+    except (pa.ArrowException, OSError):
+        return None
 
 
 def reasons_known(reasons: dict[str, int]) -> bool:

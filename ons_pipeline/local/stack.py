@@ -173,6 +173,30 @@ def _http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
+def announce_objects(s3: Any, sqs: Any, bucket: str, queue_name: str, prefix: str) -> str:
+    """Send the bucket's ObjectCreated notifications under `prefix` to a queue; its URL.
+
+    As deploy/terraform/sqs.tf does in AWS. Replaces the bucket's notification configuration.
+    """
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": prefix}]}},
+                }
+            ]
+        },
+    )
+    return str(queue_url)
+
+
 class LocalStack:
     """Starts, bootstraps and stops the local stack.
 
@@ -252,6 +276,7 @@ class LocalStack:
             "ONS_PROCESSED_BUCKET": defaults.PROCESSED_BUCKET,
             "ONS_EVENTS_BUCKET": defaults.EVENTS_BUCKET,
             "ONS_EVENTS_QUEUE_URL": f"{self.moto_url}/123456789012/{defaults.EVENTS_QUEUE_NAME}",
+            "ONS_ENERGY_QUEUE_URL": f"{self.moto_url}/123456789012/{defaults.ENERGY_QUEUE_NAME}",
             "ONS_CHECKPOINT_BUCKET": defaults.CHECKPOINT_BUCKET,
             "ONS_LAUNCHER_PAYLOAD_BUCKET": defaults.LAUNCHER_PAYLOAD_BUCKET,
             "ONS_SSM_PREFIX": defaults.SSM_PREFIX,
@@ -651,27 +676,14 @@ bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
             except s3.exceptions.BucketAlreadyOwnedByYou:
                 pass
 
-        # New visit-event files are announced on a queue, so incremental runs skip the listing.
+        # New visit-event files and processed energy objects are announced on queues, so
+        # incremental runs and the energy sensor skip the listing.
         sqs = self.boto3_client("sqs")
-        queue_url = sqs.create_queue(QueueName=defaults.EVENTS_QUEUE_NAME)["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        s3.put_bucket_notification_configuration(
-            Bucket=defaults.EVENTS_BUCKET,
-            NotificationConfiguration={
-                "QueueConfigurations": [
-                    {
-                        "QueueArn": queue_arn,
-                        "Events": ["s3:ObjectCreated:*"],
-                        "Filter": {
-                            "Key": {
-                                "FilterRules": [{"Name": "prefix", "Value": defaults.EVENTS_PREFIX}]
-                            }
-                        },
-                    }
-                ]
-            },
+        announce_objects(
+            s3, sqs, defaults.EVENTS_BUCKET, defaults.EVENTS_QUEUE_NAME, defaults.EVENTS_PREFIX
+        )
+        announce_objects(
+            s3, sqs, defaults.PROCESSED_BUCKET, defaults.ENERGY_QUEUE_NAME, defaults.ENERGY_PREFIX
         )
 
         sns = self.boto3_client("sns")

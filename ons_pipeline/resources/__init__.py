@@ -77,6 +77,7 @@ def default_resources() -> dict[str, Any]:
         ),
         "energy_storage": EnergyStorageResource(
             processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
+            notification_queue_url=_setting("ONS_ENERGY_QUEUE_URL", "") or None,
         ),
         "timestream": TimestreamResource(
             **aws,

@@ -26,6 +26,9 @@ ALL_BUCKETS: Final = (
 
 EVENTS_QUEUE_NAME: Final = "ons-visit-events-created"  # ONS_EVENTS_QUEUE_URL holds its URL
 EVENTS_PREFIX: Final = "logs/"
+# New processed energy objects are announced here; ONS_ENERGY_QUEUE_URL holds its URL.
+ENERGY_QUEUE_NAME: Final = "ons-energy-objects-created"
+ENERGY_PREFIX: Final = "dataset="
 
 SSM_PREFIX: Final = "/ons_pipeline"  # ONS_SSM_PREFIX
 

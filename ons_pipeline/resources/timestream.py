@@ -1,7 +1,8 @@
 """Amazon Timestream (timestream-write) for the energy loads.
 
 WriteRecords takes at most 100 records a call (the API limit); calls run on a few threads.
-Only throttling, 5xx and connection errors are retried (exponential backoff with jitter);
+Only throttling, 5xx and connection errors are retried (exponential backoff with jitter,
+classified by `ons_pipeline.platform.failures`);
 `RejectedRecordsException` names records by index, which are mapped back to rows.
 """
 
@@ -19,13 +20,16 @@ from dagster import ConfigurableResource
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field, PrivateAttr
 
+from ons_pipeline.platform.failures import TransientError, classify
 from ons_pipeline.resources.aws import build_client
 
-_RETRYABLE_CODES = {"ThrottlingException", "InternalServerException", "ServiceUnavailable"}
 
-
-class TimestreamUnavailableError(RuntimeError):
+class TimestreamUnavailableError(TransientError):
     """Retries exhausted on throttling or server errors."""
+
+
+class TimestreamWriteError(RuntimeError):
+    """A permanent refusal (validation, access denied, resource not found): never retried."""
 
 
 @dataclass
@@ -107,8 +111,12 @@ class TimestreamResource(ResourceWithBoto3Configuration):
                     # Timestream writes the records it did not reject.
                     result.written = len(records) - len(result.rejected)
                     return result
-                if code not in _RETRYABLE_CODES and status < 500:
-                    raise
+                verdict = classify(error)
+                if not verdict.retry:  # validation, access denied, missing table: fail now
+                    raise TimestreamWriteError(
+                        f"Timestream WriteRecords to {self.database}.{table} refused "
+                        f"({verdict.reason}); not retried: {error}"
+                    ) from error
                 problem = f"{code or status}: {error}"
             except BotoConnectionError as error:
                 problem = f"connection error: {error}"
@@ -130,6 +138,18 @@ class EnergyStorageResource(ConfigurableResource):
     quarantine_prefix: str = Field(
         default="quarantine/energy",
         description="Prefix in the processed bucket for rejected rows, per store and object.",
+    )
+    notification_queue_url: str | None = Field(
+        default=None,
+        description="SQS queue receiving the processed bucket's ObjectCreated notifications "
+        "for `dataset=` objects. When set, the sensor reads new objects from it (O(new)) and "
+        "lists the bucket only to reconcile; unset, every tick lists.",
+    )
+    reconcile_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the sensor lists the `dataset=` prefixes to catch an object "
+        "whose notification was lost (also on its first tick).",
     )
 
     def quarantine_key(self, store: str, key: str) -> str:

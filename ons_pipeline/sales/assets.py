@@ -26,6 +26,7 @@ from dagster import (
 from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 from pydantic import Field
 
+from ons_pipeline.platform.failures import classified_failures
 from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
@@ -48,6 +49,7 @@ from ons_pipeline.sales.packets import (
     history_schema,
     merge_history,
     packet_key,
+    packet_key_problem,
     parse_packet,
     parse_packet_key,
 )
@@ -77,6 +79,22 @@ class PacketsConfig(Config):
             "Parameter Store."
         ),
     )
+    not_packets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Keys in the ingestion bucket that are not packets, with the reason (the "
+        "sensor fills it); shown in the run's metadata, never read.",
+    )
+
+
+def invalid_packets(packets: list[tuple[str, int]]) -> list[str]:
+    """Why payload entries can never be read: an unknown table or an id out of range."""
+    problems = []
+    for table, packet_id in packets:
+        try:
+            packet_key(table, packet_id)
+        except ValueError as error:
+            problems.append(f"{{'table': {table!r}, 'id': {packet_id}}}: {error}")
+    return problems
 
 
 def _history_key(storage: SalesStorageResource, table: str) -> str:
@@ -110,15 +128,21 @@ def _discover_packets(
     s3: ObjectStoreResource,
     ssm: ParameterStoreResource,
     storage: SalesStorageResource,
+    not_packets: dict[str, str],
 ) -> list[tuple[str, int]]:
+    """New packets after each table's last recorded one; other keys go to `not_packets`."""
     found: list[tuple[str, int]] = []
     for table in SOURCE_TABLES:
         last = ssm.get_int(storage.last_packet_parameter(table)) or 0
         start_after = packet_key(table, last) if last else None
         listing = s3.list_after(storage.ingestion_bucket, f"{table}/", start_after, max_pages=100)
-        found.extend(
-            parsed for key in listing.keys if (parsed := parse_packet_key(key)) is not None
-        )
+        for key in listing.keys:
+            parsed = parse_packet_key(key)
+            if parsed is not None:
+                found.append(parsed)
+            else:
+                not_packets[key] = packet_key_problem(key) or "not a packet"
+                context.log.warning(f"{key} is not a ToteSys packet: {not_packets[key]}")
     context.log.info(f"No packets in run config; found {len(found)} new in the bucket")
     return found
 
@@ -141,6 +165,7 @@ def _discover_packets(
     retry_policy=SALES_RETRY_POLICY,
     can_subset=False,
 )
+@classified_failures
 def totesys_raw(
     context: AssetExecutionContext,
     config: PacketsConfig,
@@ -151,12 +176,17 @@ def totesys_raw(
 ) -> Any:
     """Absorb the requested packets into each table's raw history and record their ids."""
     storage = sales_storage
+    not_packets = dict(config.not_packets)
     requested = [(ref.table, ref.id) for ref in config.packets] or _discover_packets(
-        context, s3, ssm, storage
+        context, s3, ssm, storage, not_packets
     )
-    unknown = sorted({table for table, _ in requested} - set(SOURCE_TABLES))
-    if unknown:
-        raise ValueError(f"Unknown ToteSys tables in packets payload: {unknown}")
+    problems = invalid_packets(requested)
+    if problems:  # no retry can make such a payload readable
+        raise Failure(
+            description=f"Invalid packets payload, nothing was read: {'; '.join(problems)}",
+            metadata={"reason": "invalid_payload", "problems": MetadataValue.json(problems)},
+            allow_retries=False,
+        )
     by_table: dict[str, list[int]] = {table: [] for table in SOURCE_TABLES}
     for table, packet_id in sorted(set(requested)):
         by_table[table].append(packet_id)
@@ -221,6 +251,7 @@ def totesys_raw(
                     f"s3://{storage.processed_bucket}/{_history_key(storage, table)}"
                 ),
                 "quarantine_uris": MetadataValue.json(quarantine_uris),
+                "not_packets": MetadataValue.json(not_packets),
             },
         )
     metrics.put(METRICS_NAMESPACE_SALES, metric_data)

@@ -25,7 +25,8 @@ from ons_pipeline.sales.schema import (
 _WHITESPACE: Final = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 # A refused packet is re-read in this many chunks, so a bad line costs 1/64 of it in Python.
 _FALLBACK_CHUNKS: Final = 64
-_KEY_RE: Final = re.compile(r"(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>\d{8})\.jsonl")
+# ASCII digits only: `\d` also matches other scripts' digits, and int() reads them.
+_KEY_RE: Final = re.compile(r"(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>[0-9]{8})\.jsonl")
 
 
 def packet_key(table: str, packet_id: int) -> str:
@@ -42,9 +43,24 @@ def packet_key(table: str, packet_id: int) -> str:
 def parse_packet_key(key: str) -> tuple[str, int] | None:
     """(table, packet id) of an ingestion key, or None for any other object."""
     match = _KEY_RE.fullmatch(key)
-    if match is None or match["table"] not in SOURCE_COLUMNS:
+    if match is None or match["table"] not in SOURCE_COLUMNS or int(match["id"]) < 1:
         return None
     return match["table"], int(match["id"])
+
+
+def packet_key_problem(key: str) -> str | None:
+    """Why an ingestion key is not a packet, or None when it is one."""
+    if parse_packet_key(key) is not None:
+        return None
+    if any(part in {".", ".."} for part in key.split("/")):
+        return "a '.' or '..' path segment in the key"
+    table, slash, _ = key.partition("/")
+    if not slash or table not in SOURCE_COLUMNS:
+        return f"not under a ToteSys table prefix ({', '.join(sorted(SOURCE_COLUMNS))})"
+    match = _KEY_RE.fullmatch(key)
+    if match is not None and match["table"] == table:
+        return "packet id 00000000 is out of range 1..99999999"
+    return f"not named {table}/{table}-packet-<8 ASCII digits>.jsonl"
 
 
 @dataclass(frozen=True)

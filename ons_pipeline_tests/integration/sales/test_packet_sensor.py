@@ -291,7 +291,8 @@ def test_backlog_drains_over_ticks_then_new_packets_cost_one_page_per_table(
     LIST_CALLS[counter_key] = 0
     first, cursor = tick(store, storage, None)
     first_packets = requested_packets(first)
-    assert LIST_CALLS[counter_key] <= PAGES_PER_TABLE + len(SOURCE_TABLES) - 1
+    # (and one page of the bucket's top level, where keys outside the tables are reported)
+    assert LIST_CALLS[counter_key] <= PAGES_PER_TABLE + len(SOURCE_TABLES)
     assert [p for p in first_packets if p[0] == "sales_order"] == old[:budget]
 
     rest, cursor = drain(store, storage, cursor)
@@ -304,8 +305,8 @@ def test_backlog_drains_over_ticks_then_new_packets_cost_one_page_per_table(
     LIST_CALLS[counter_key] = 0
     result, _ = tick(store, storage, cursor)
     assert requested_packets(result) == new
-    # One page per table, however many packets the bucket already holds.
-    assert LIST_CALLS[counter_key] <= len(SOURCE_TABLES)
+    # One page per table and one of the top level, however many packets the bucket holds.
+    assert LIST_CALLS[counter_key] <= len(SOURCE_TABLES) + 1
 
 
 def test_new_packets_respects_page_budget_and_reports_exhaustion(
@@ -337,3 +338,40 @@ def test_new_packets_respects_page_budget_and_reports_exhaustion(
 
     found, again, exhausted = new_packets(store, bucket, cursor, pages_per_table=2, page_size=4)
     assert (found, again, exhausted) == ([], cursor, True)
+
+
+def test_keys_that_are_not_packets_are_reported_and_block_nothing(
+    s3: Any,
+    store: CountingObjectStore,
+    storage: SalesStorageResource,
+    bucket: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    stray = {
+        # An Arabic-Indic digit: `\d` matched it and int() read it as packet 3.
+        "sales_order/sales_order-packet-0000000\u0663.jsonl": "not named",
+        "sales_order/sales_order-packet-00000003 copy.jsonl": "not named",
+        "sales_order/sales_order-packet-00000004/../x.jsonl": "'..' path segment",
+        "sales_order/sales_order-packet-00000000.jsonl": "out of range",
+        "widgets/widgets-packet-00000001.jsonl": "not a ToteSys table",
+    }
+    put_keys(s3, bucket, stray)
+    real = put_packets(s3, bucket, "sales_order", [1, 2])
+    capfd.readouterr()
+    result, cursor = tick(store, storage, None)
+    assert requested_packets(result) == real
+    (request,) = result.run_requests
+    reported = request.run_config["ops"]["totesys_raw"]["config"]["not_packets"]
+    assert set(reported) == set(stray) - {"widgets/widgets-packet-00000001.jsonl"} | {"widgets/"}
+    for key, reason in stray.items():
+        assert reason in reported.get(key, reported.get("widgets/", "")), key
+    assert request.tags["ons/not_packets"] == "5"
+    validate_run_config(defs.resolve_job_def("sales_star_schema_job"), request.run_config)
+    log = capfd.readouterr().err
+    for key in reported:
+        assert f"s3://{bucket}/{key} is not a ToteSys packet" in log
+    # Reported once, and the next packet still comes through.
+    new = put_packets(s3, bucket, "sales_order", [3])
+    result, cursor = tick(store, storage, cursor)
+    assert requested_packets(result) == new
+    assert "is not a ToteSys packet" not in capfd.readouterr().err

@@ -301,3 +301,37 @@ def test_file_names_follow_the_data_and_dimensions_hold_the_latest_version(lake:
     for staff_id, row in updated.items():
         for column in ("first_name", "last_name", "email_address"):
             assert staff.loc[staff_id, column] == row[column]
+
+
+@pytest.mark.parametrize(
+    ("packets", "problem"),
+    [
+        ([("widgets", 1)], "unknown ToteSys table 'widgets'"),
+        ([("sales_order", -1)], "packet id -1 out of range"),
+        ([("sales_order", 0)], "packet id 0 out of range"),
+    ],
+)
+def test_a_payload_that_can_never_be_read_fails_without_retries(
+    lake: Lake, packets: list[tuple[str, int]], problem: str
+) -> None:
+    result = lake.run(packets, raise_on_error=False)
+
+    assert not result.success
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    data = failure.step_failure_data.user_failure_data
+    assert problem in data.description
+    assert data.metadata["reason"].value == "invalid_payload"
+    assert lake.objects() == {}
+
+
+def test_keys_that_are_not_packets_appear_in_the_run_metadata(lake: Lake) -> None:
+    corpus = generate_totesys(50, packets_per_table=1, seed=2, bad_rows=False)
+    land_packets(lake.s3, lake.ingestion, corpus.packets)
+    odd = "sales_order/sales_order-packet-0000000\u0663.jsonl"
+    lake.s3.put_object(Bucket=lake.ingestion, Key=odd, Body=b"{}\n")
+    # No payload: the run discovers packets itself and names what is not one.
+    result = lake.run()
+    assert result.success
+    metadata = result.asset_materializations_for_node("totesys_raw")[0].metadata
+    assert "not named" in metadata["not_packets"].value[odd]

@@ -15,7 +15,11 @@ from ons_pipeline.resources.influxdb import (
     InfluxDBUnavailableError,
     InfluxDBWriteError,
 )
-from ons_pipeline.resources.timestream import TimestreamResource, TimestreamUnavailableError
+from ons_pipeline.resources.timestream import (
+    TimestreamResource,
+    TimestreamUnavailableError,
+    TimestreamWriteError,
+)
 
 
 def client_error(code: str, status: int, **extra: Any) -> ClientError:
@@ -67,7 +71,7 @@ def test_retries_stop_at_max_retries() -> None:
 
 def test_validation_errors_are_not_retried() -> None:
     fake = FakeTimestream([client_error("ValidationException", 400)])
-    with pytest.raises(ClientError):
+    with pytest.raises(TimestreamWriteError, match="ValidationException"):
         timestream(fake).write_calls("generation", [CALL])
     assert len(fake.calls) == 1
 

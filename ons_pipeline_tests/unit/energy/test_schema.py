@@ -83,12 +83,18 @@ def test_plan_keeps_loadable_objects_and_says_why_not_the_rest() -> None:
         ObjectRef("p", "dataset=generation/c.json"),
         ObjectRef("p", "dataset=generation_backup/d.parquet"),
         ObjectRef("p", "dataset=generation/e...parquet"),
+        ObjectRef("p", "generation/f.parquet"),
     ]
     plan = plan_loads(refs, "p")
-    assert plan.partition_keys == ["dataset=generation/a.parquet"]
+    # An unknown dataset under dataset= is a partition: its load rejects it with a record.
+    assert plan.partition_keys == [
+        "dataset=generation/a.parquet",
+        "dataset=generation_backup/d.parquet",
+    ]
     assert set(plan.skipped) == {
         "s3://other/dataset=generation/b.parquet",
         "dataset=generation/c.json",
-        "dataset=generation_backup/d.parquet",
         "dataset=generation/e...parquet",
+        "generation/f.parquet",
     }
+    assert plan.skipped["generation/f.parquet"].startswith("unknown_dataset")

@@ -1,44 +1,70 @@
-"""The arrival sensor over several ticks against moto's in-process S3."""
+"""The arrival sensor over several ticks against moto's in-process S3 and SQS."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import (
+    AssetMaterialization,
+    DagsterInstance,
+    SensorResult,
+    SkipReason,
+    build_sensor_context,
+)
 from moto import mock_aws
 
-from ons_pipeline.energy.sensors import energy_object_sensor, new_objects, requests_from_event
+from ons_pipeline.energy.assets import INFLUXDB_KEY, TIMESTREAM_KEY
+from ons_pipeline.energy.schema import ObjectRef, objects_from_message
+from ons_pipeline.energy.sensors import energy_object_sensor, requests_from_event
+from ons_pipeline.local.stack import announce_objects
 from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 BUCKET = "ons-processed-test"
+REGION = "eu-west-2"
 
 
 @pytest.fixture
-def s3() -> Iterator[Any]:
+def aws() -> Iterator[tuple[Any, str]]:
     with mock_aws():
-        client = boto3.client("s3", region_name="eu-west-2")
-        client.create_bucket(
-            Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        queue = announce_objects(
+            s3, boto3.client("sqs", region_name=REGION), BUCKET, "energy-test", "dataset="
         )
-        yield client
+        yield s3, queue
 
 
-def tick(cursor: str | None, store: ObjectStoreResource | None = None) -> Any:
+def tick(
+    instance: DagsterInstance, cursor: str | None, queue: str | None, **storage: Any
+) -> SensorResult | SkipReason:
     context = build_sensor_context(
         cursor=cursor,
-        instance=DagsterInstance.ephemeral(),
+        instance=instance,
         resources={
-            "s3": store or ObjectStoreResource(region_name="eu-west-2"),
-            "energy_storage": EnergyStorageResource(processed_bucket=BUCKET),
+            "s3": ObjectStoreResource(region_name=REGION),
+            "energy_storage": EnergyStorageResource(
+                processed_bucket=BUCKET, notification_queue_url=queue, **storage
+            ),
         },
     )
     return energy_object_sensor(context)
+
+
+def requested(result: SensorResult | SkipReason) -> list[str]:
+    return [str(r.partition_key) for r in getattr(result, "run_requests", None) or []]
+
+
+def mark_loaded(instance: DagsterInstance, keys: list[str]) -> None:
+    for key in keys:
+        for asset_key in (INFLUXDB_KEY, TIMESTREAM_KEY):
+            instance.report_runless_asset_event(AssetMaterialization(asset_key, partition=key))
 
 
 def put(s3: Any, *keys: str) -> None:
@@ -46,78 +72,90 @@ def put(s3: Any, *keys: str) -> None:
         s3.put_object(Bucket=BUCKET, Key=key, Body=b"x")
 
 
-def test_ticks_pick_up_each_new_object_once(s3: Any) -> None:
-    assert isinstance(tick(None), SkipReason)
-    put(
-        s3,
-        "dataset=generation/year=2024/month=02/generation_20240201.parquet",
-        "dataset=transmission/year=2024/month=02/t_20240201.parquet",
-        "dataset=generation/year=2024/month=02/notes.txt",
-        "quarantine/energy/influxdb/dataset=generation/x.parquet",
-        "fact_sales_order/x.parquet",
+def test_back_dated_keys_are_found_from_the_queue_and_loaded_once(aws: tuple[Any, str]) -> None:
+    s3, queue = aws
+    instance = DagsterInstance.ephemeral()
+    first = tick(instance, None, queue)  # reconciles an empty bucket
+    assert requested(first) == []
+    cursor = first.cursor
+    newest = "dataset=generation/year=2026/month=11/generation_20261129.parquet"
+    put(s3, newest, "dataset=generation/year=2026/month=11/notes.txt", "fact_sales/x.parquet")
+    second = tick(instance, cursor, queue)
+    assert requested(second) == [newest]
+    assert instance.get_dynamic_partitions("energy_processed_objects") == [newest]
+    mark_loaded(instance, [newest])
+    # Sorts before the newest key: a StartAfter cursor would never see it.
+    late = "dataset=generation/year=2026/month=11/generation_20261120.parquet"
+    other = "dataset=consumption/year=2025/month=01/consumption_20250101.parquet"
+    put(s3, late, other, newest)  # the newest is re-announced: already loaded, not again
+    third = tick(instance, second.cursor, queue)
+    assert sorted(requested(third)) == sorted([late, other])
+    mark_loaded(instance, [late, other])
+    assert requested(tick(instance, third.cursor, queue)) == []
+    attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessages"]
     )
-    first = tick(None)
-    assert isinstance(first, SensorResult)
-    keys = [r.partition_key for r in first.run_requests]
-    assert keys == [
-        "dataset=generation/year=2024/month=02/generation_20240201.parquet",
-        "dataset=transmission/year=2024/month=02/t_20240201.parquet",
-    ]
-    assert [r.run_key for r in first.run_requests] == keys
-    assert first.dynamic_partitions_requests[0].partition_keys == keys
-
-    nothing = tick(first.cursor)
-    assert isinstance(nothing, SensorResult | SkipReason)
-    assert not getattr(nothing, "run_requests", None)
-    cursor = getattr(nothing, "cursor", None) or first.cursor
-
-    # A consumption file sorts before the generation cursor: its own prefix cursor finds it.
-    put(s3, "dataset=consumption/year=2024/month=01/c_20240131.parquet")
-    put(s3, "dataset=generation/year=2024/month=02/generation_20240202.parquet")
-    third = tick(cursor)
-    assert [r.partition_key for r in third.run_requests] == [
-        "dataset=generation/year=2024/month=02/generation_20240202.parquet",
-        "dataset=consumption/year=2024/month=01/c_20240131.parquet",
-    ]
-    assert isinstance(tick(third.cursor), SkipReason)
+    assert attributes["Attributes"]["ApproximateNumberOfMessages"] == "0"
 
 
-def test_a_failed_tick_keeps_the_cursor_and_the_next_tick_catches_up(s3: Any) -> None:
-    put(s3, "dataset=generation/year=2024/month=02/a.parquet")
-    first = tick(None)
-
-    class Broken(ObjectStoreResource):
-        def list_after(self, *args: Any, **kwargs: Any) -> Any:
-            raise ConnectionError("S3 unreachable")
-
-    put(s3, "dataset=generation/year=2024/month=02/b.parquet")
-    with pytest.raises(Exception, match="S3 unreachable"):
-        tick(first.cursor, Broken(region_name="eu-west-2"))
-    after = tick(first.cursor)
-    assert [r.partition_key for r in after.run_requests] == [
-        "dataset=generation/year=2024/month=02/b.parquet"
-    ]
+def test_a_lost_notification_is_caught_by_the_next_reconcile(aws: tuple[Any, str]) -> None:
+    s3, queue = aws
+    instance = DagsterInstance.ephemeral()
+    cursor = tick(instance, None, queue).cursor
+    key = "dataset=transmission/year=2026/month=11/transmission_20261101.parquet"
+    put(s3, key)
+    boto3.client("sqs", region_name=REGION).purge_queue(QueueUrl=queue)
+    assert requested(tick(instance, cursor, queue)) == []  # within the hour: not listed
+    an_hour_ago = json.dumps({"reconciled_at": json.loads(cursor)["reconciled_at"] - 3600})
+    assert requested(tick(instance, an_hour_ago, queue)) == [key]
 
 
-def test_page_budget_bounds_a_tick_and_the_cursor_resumes(s3: Any) -> None:
-    keys = [f"dataset=generation/year=2024/month=03/f{i:03d}.parquet" for i in range(7)]
-    put(s3, *keys)
-    store = ObjectStoreResource(region_name="eu-west-2")
-    seen: list[str] = []
-    cursor: dict[str, str] = {}
-    ticks = 0
-    while True:
-        refs, cursor, exhausted = new_objects(
-            store, BUCKET, cursor, pages_per_dataset=1, page_size=3
-        )
-        seen += [ref.key for ref in refs]
-        ticks += 1
-        assert len(refs) <= 3
-        if exhausted:
-            break
-    assert seen == keys
-    assert ticks == 3
-    assert json.loads(json.dumps(cursor))["generation"] == keys[-1]
+def test_first_tick_does_not_reload_what_is_loaded(aws: tuple[Any, str]) -> None:
+    s3, queue = aws
+    instance = DagsterInstance.ephemeral()
+    loaded = [f"dataset=generation/year=2026/month=11/g_{day}.parquet" for day in range(10, 20)]
+    put(s3, *loaded)
+    instance.add_dynamic_partitions("energy_processed_objects", loaded)
+    mark_loaded(instance, loaded)
+    new = "dataset=generation/year=2026/month=11/g_20.parquet"
+    put(s3, new)
+    assert requested(tick(instance, None, queue)) == [new]
+
+
+def test_without_a_queue_every_tick_lists(aws: tuple[Any, str]) -> None:
+    s3, _ = aws
+    instance = DagsterInstance.ephemeral()
+    key = "dataset=generation/year=2026/month=11/a.parquet"
+    put(s3, key)
+    first = tick(instance, None, None)
+    assert requested(first) == [key]
+    mark_loaded(instance, [key])
+    late = "dataset=generation/year=2026/month=10/a.parquet"
+    put(s3, late)
+    assert requested(tick(instance, first.cursor, None)) == [late]
+
+
+def test_a_failed_tick_leaves_the_announcements_for_the_next(
+    aws: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, queue = aws
+    monkeypatch.setattr("ons_pipeline.energy.sensors.VISIBILITY_TIMEOUT_SECONDS", 1)
+    instance = DagsterInstance.ephemeral()
+    cursor = tick(instance, None, queue).cursor
+    key = "dataset=generation/year=2026/month=11/b.parquet"
+    put(s3, key)
+
+    original = instance.add_dynamic_partitions
+    instance.add_dynamic_partitions = _raise  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        tick(instance, cursor, queue, reconcile_interval_seconds=3600)
+    instance.add_dynamic_partitions = original  # type: ignore[method-assign]
+    time.sleep(1.5)  # the message was not deleted: it reappears after its visibility timeout
+    assert requested(tick(instance, cursor, queue)) == [key]
+
+
+def _raise(*_args: Any, **_kwargs: Any) -> None:
+    raise ConnectionError("instance storage unreachable")
 
 
 def test_events_in_both_shapes_plan_the_same_runs() -> None:
@@ -130,7 +168,7 @@ def test_events_in_both_shapes_plan_the_same_runs() -> None:
                     "object": {"key": "dataset%3Dgeneration/year%3D2024/month%3D02/a+b.parquet"},
                 }
             },
-            {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "dataset=x/y.parquet"}}},
+            {"s3": {"bucket": {"name": BUCKET}, "object": {"key": "elsewhere/y.parquet"}}},
         ]
     }
     from_s3 = requests_from_event(notification, BUCKET)
@@ -138,3 +176,21 @@ def test_events_in_both_shapes_plan_the_same_runs() -> None:
     assert [r.partition_key for r in from_s3.run_requests] == [key]
     assert [r.partition_key for r in from_sfn.run_requests] == [key]
     assert from_s3.dynamic_partitions_requests[0].partition_keys == [key]
+    # An unknown dataset under dataset= is loaded, to be rejected with a quarantine record.
+    unknown = "dataset=generation_backup/y.parquet"
+    assert [
+        r.partition_key
+        for r in requests_from_event({"bucket": BUCKET, "key": unknown}, BUCKET).run_requests
+    ] == [unknown]
+
+
+def test_message_bodies_sns_wrapped_test_events_and_garbage() -> None:
+    record = {"Records": [{"s3": {"bucket": {"name": "b"}, "object": {"key": "dataset%3Dx"}}}]}
+    assert objects_from_message(json.dumps(record)) == [ObjectRef("b", "dataset=x")]
+    wrapped = json.dumps({"Type": "Notification", "Message": json.dumps(record)})
+    assert objects_from_message(wrapped) == [ObjectRef("b", "dataset=x")]
+    assert objects_from_message(json.dumps({"Event": "s3:TestEvent", "Bucket": "b"})) == []
+    with pytest.raises(ValueError, match="not JSON"):
+        objects_from_message("not json")
+    with pytest.raises(ValueError, match="neither"):
+        objects_from_message(json.dumps({"hello": 1}))

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import calendar
 import struct
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -57,8 +59,8 @@ def test_timestamps_any_unit_zone_or_strict_iso_keep_nanoseconds() -> None:
             "2024-01-01T00:00:00.123456789Z",
             "2024-01-01T02:00:00.123456789+02:00",
             "2024-01-01T00:00:00.123456789",
-            "2024-01-01 00:00:00",
-            "2024-01-01",
+            "2024-01-01T05:30:00.123456789+0530",
+            "2024-01-01 00:00:00.123456789",
             "2024-02-30T00:00:00Z",
             "2024-01-01T00:00:00.1234567891Z",
             None,
@@ -67,7 +69,66 @@ def test_timestamps_any_unit_zone_or_strict_iso_keep_nanoseconds() -> None:
         dtype=object,
     )
     nat = np.iinfo(np.int64).min
-    assert parse_timestamps(text).tolist() == [expected, expected, expected] + [nat] * 6
+    assert parse_timestamps(text).tolist() == [expected] * 5 + [nat] * 4
+
+
+ISO_FORMS = [
+    "2021-04-03",
+    "2021-04-02T06:00",
+    "2021-04-02 03:00:00",
+    "2021-04-02T12:30:00+0530",
+    "2021-04-02T12:30:00+05:30",
+    "2021-04-02T12:30:00-08",
+    "2021-04-02T06Z",
+    "2021-04-02T06:07Z",
+    "2021-04-02T06:07:08.5",
+    "2021-04-02T06:07:08,25+01:00",
+    "2021-04-02T06:07:08.123456",
+    "1970-01-01T00:00:00Z",
+]
+NOT_ISO = [
+    "04/02/2021",
+    "1617321600",
+    "2021-04-02T06:07:08.1234567891",
+    "2021-02-30",
+    "2021-04-02T24:00:00",
+    "2021-04-02T06:07:08+24:00",
+    "2021-04-02T06:00:00\u0663",  # an Arabic-Indic digit
+    "\u0662021-04-02",
+    "2021-04-02T",
+    " 2021-04-02",
+    "3000-01-01",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", ISO_FORMS)
+def test_iso_forms_read_as_fromisoformat_reads_them(text: str) -> None:
+    value = datetime.fromisoformat(text)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    seconds = calendar.timegm(value.utctimetuple())
+    expected = seconds * 10**9 + value.microsecond * 1000
+    assert parse_timestamps(pd.Series([text], dtype=object)).tolist() == [expected]
+
+
+@pytest.mark.parametrize("text", NOT_ISO)
+def test_everything_else_is_an_invalid_timestamp(text: str) -> None:
+    assert parse_timestamps(pd.Series([text], dtype=object)).tolist() == [np.iinfo(np.int64).min]
+
+
+def test_a_date_alone_is_midnight_and_rows_load_instead_of_quarantine() -> None:
+    frame = long_frame(
+        timestamp=[
+            "2021-04-03",
+            "2021-04-02T06:00",
+            "2021-04-02 03:00:00",
+            "2021-04-02T12:30:00+0530",
+        ],
+        region=["A", "B", "C", "D"],
+        value=[1.0, 2.0, 3.0, 4.0],
+        unit=["MW"] * 4,
+    )
+    assert reasons(frame) == ["", "", "", ""]
 
 
 def test_each_row_rule_gives_its_reason_first_failing_wins() -> None:

@@ -47,12 +47,19 @@ class TimestreamResource(ResourceWithBoto3Configuration):
     threads: int = Field(default=4, description="Concurrent WriteRecords calls.")
     backoff_seconds: float = Field(default=0.2, description="First retry delay; doubles.")
     _client: Any = PrivateAttr(default=None)
+    _query_client: Any = PrivateAttr(default=None)
 
     def get_client(self) -> Any:
         if self._client is None:
             # One attempt in botocore: this resource retries, and only what is retryable.
             self._client = build_client(self, "timestream-write", max_attempts=1)
         return self._client
+
+    def get_query_client(self) -> Any:
+        """timestream-query (the migration's reads); the caller retries what is retryable."""
+        if self._query_client is None:
+            self._query_client = build_client(self, "timestream-query", max_attempts=1)
+        return self._query_client
 
     def set_client(self, client: Any) -> None:
         """Use this client (tests record calls with it)."""
@@ -132,5 +139,25 @@ class EnergyStorageResource(ConfigurableResource):
         description="Prefix in the processed bucket for rejected rows, per store and object.",
     )
 
+    sinks: str = Field(
+        default="timestream,influxdb",
+        description="Stores the energy loads write (ONS_ENERGY_SINKS): `timestream,influxdb` "
+        "while both run, `influxdb` after cutover, `timestream` to roll back.",
+    )
+
     def quarantine_key(self, store: str, key: str) -> str:
         return f"{self.quarantine_prefix}/{store}/{key}"
+
+    def writes(self, store: str) -> bool:
+        """Whether the loads write `store`.
+
+        Raises:
+            ValueError: `sinks` names no store or one that does not exist.
+        """
+        names = {name.strip() for name in self.sinks.split(",") if name.strip()}
+        if not names or not names <= {"timestream", "influxdb"}:
+            raise ValueError(
+                f"ONS_ENERGY_SINKS={self.sinks!r}: expected `timestream,influxdb`, `influxdb` "
+                "or `timestream`"
+            )
+        return store in names

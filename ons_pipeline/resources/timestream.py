@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import JSONParser, ResponseParserFactory
 from dagster import ConfigurableResource
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field, PrivateAttr
@@ -22,6 +23,27 @@ from pydantic import Field, PrivateAttr
 from ons_pipeline.resources.aws import build_client
 
 _RETRYABLE_CODES = {"ThrottlingException", "InternalServerException", "ServiceUnavailable"}
+
+
+class QueryResponseParser(JSONParser):
+    """Timestream Query pages as `json.loads` reads them.
+
+    A `QueryResponse` holds only strings, booleans and numbers, so botocore's walk of the
+    output shape, datum by datum, yields the same dict; it costs about 40 microseconds a row
+    (most of a migration's time), so pages skip it. Every other shape is parsed as usual.
+    """
+
+    def _handle_json_body(self, raw_body: Any, shape: Any) -> Any:
+        if shape is not None and shape.name == "QueryResponse":
+            return self._parse_body_as_json(raw_body)
+        return super()._handle_json_body(raw_body, shape)
+
+
+class QueryParserFactory(ResponseParserFactory):
+    def create_parser(self, protocol_name: str) -> Any:
+        if protocol_name == "json":
+            return QueryResponseParser(**self._defaults)
+        return super().create_parser(protocol_name)
 
 
 class TimestreamUnavailableError(RuntimeError):
@@ -58,7 +80,9 @@ class TimestreamResource(ResourceWithBoto3Configuration):
     def get_query_client(self) -> Any:
         """timestream-query (the migration's reads); the caller retries what is retryable."""
         if self._query_client is None:
-            self._query_client = build_client(self, "timestream-query", max_attempts=1)
+            self._query_client = build_client(
+                self, "timestream-query", max_attempts=1, parser_factory=QueryParserFactory()
+            )
         return self._query_client
 
     def set_client(self, client: Any) -> None:

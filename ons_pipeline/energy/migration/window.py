@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ons_pipeline.energy.migration.export import Window, query_pages, window_query
 from ons_pipeline.energy.migration.mapping import MappedPage, map_page, page_table
@@ -20,8 +21,6 @@ from ons_pipeline.resources.influxdb import WriteOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-    import pyarrow as pa
 
     from ons_pipeline.energy.transform import PreparedFile
     from ons_pipeline.resources.influxdb import InfluxDBResource
@@ -106,18 +105,28 @@ def migrate_window(
         InfluxDBUnavailableError, InfluxDBWriteError: from the writes.
     """
     outcome = WindowOutcome()
-    group: list[MappedPage] = []
+    group: list[pa.Table] = []
     pending = 0
-    for page in query_pages(client, window_query(database, table, window), **(retry or {})):
-        outcome.pages += 1
-        mapped = map_page(page_table(page), dataset, check_tags=check_tags)
+
+    def flush() -> None:
+        # Pages are mapped a group at a time: `prepare` has a fixed cost per call.
+        mapped = map_page(pa.concat_tables(group), dataset, check_tags=check_tags)
         outcome.records += mapped.records
         outcome.quarantined += mapped.quarantined
-        group.append(mapped)
-        pending += mapped.points
+        if mapped.points:
+            _write_group(influxdb, bucket, [mapped], outcome)
+
+    for page in query_pages(client, window_query(database, table, window), **(retry or {})):
+        outcome.pages += 1
+        rows = page_table(page)
+        if group and rows.schema != group[0].schema:
+            flush()  # the table gained a column mid-window: map what came before apart
+            group, pending = [], 0
+        group.append(rows)
+        pending += len(rows)
         if pending >= group_lines:
-            _write_group(influxdb, bucket, group, outcome)
+            flush()
             group, pending = [], 0
     if pending:
-        _write_group(influxdb, bucket, group, outcome)
+        flush()
     return outcome

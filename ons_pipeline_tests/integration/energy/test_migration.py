@@ -412,7 +412,12 @@ def test_cli_partition_range_and_job_backfill(stores: Stores, tmp_path: Path) ->
         time.sleep(2)
     assert [run.status for run in runs] == [DagsterRunStatus.SUCCESS], (
         [run.status for run in runs],
-        [e.message for run in runs for e in instance.all_logs(run.run_id) if e.level >= 40],
+        [
+            e.dagster_event.step_failure_data.error.to_string()
+            for run in runs
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event and e.dagster_event.is_step_failure
+        ],
         done.stdout[-2000:],
     )
     assert instance.get_materialized_partitions(GENERATION.key) == {

@@ -102,3 +102,37 @@ def test_permanent_errors_fail_at_once_and_exhaustion_says_so() -> None:
     client = Script([error("ThrottlingException", 400)] * 3)
     with pytest.raises(TimestreamQueryUnavailableError, match="after 3 attempts"):
         list(query_pages(client, "q", max_retries=2, sleep=lambda _: None))
+
+
+def test_fast_query_parser_gives_what_botocore_gives() -> None:
+    import json
+
+    import botocore.session
+    from botocore.parsers import JSONParser
+
+    from ons_pipeline.resources.timestream import QueryParserFactory
+
+    body = {
+        "QueryId": "q",
+        "NextToken": "t",
+        "Rows": [
+            {"Data": [{"ScalarValue": 'a "b"'}, {"NullValue": True}]},
+            {"Data": [{"ScalarValue": "São"}, {"ScalarValue": "1e-300"}]},
+        ],
+        "ColumnInfo": [
+            {"Name": "region", "Type": {"ScalarType": "VARCHAR"}},
+            {"Name": "v", "Type": {"ScalarType": "DOUBLE"}},
+        ],
+        "QueryStatus": {
+            "ProgressPercentage": 50.0,
+            "CumulativeBytesScanned": 10,
+            "CumulativeBytesMetered": 10,
+        },
+    }
+    model = botocore.session.get_session().get_service_model("timestream-query")
+    shape = model.operation_model("Query").output_shape
+    response = {"body": json.dumps(body).encode(), "headers": {}, "status_code": 200}
+    fast = QueryParserFactory().create_parser("json").parse(dict(response), shape)
+    stock = JSONParser().parse(dict(response), shape)
+    assert fast == stock
+    assert fast["Rows"][0]["Data"][1] == {"NullValue": True}

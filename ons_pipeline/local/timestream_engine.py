@@ -203,6 +203,7 @@ class _Result:
     table: pa.Table
     column_info: list[dict[str, Any]]
     bytes_scanned: int
+    rows_hint: int = 8192  # rows rendered for the next page: about what fitted last time
 
 
 def _scalar_type(kind: pa.DataType) -> str:
@@ -350,7 +351,7 @@ class TimestreamQueryEngine:
 
     def _page(self, result: _Result, offset: int, max_rows: int | None) -> str:
         total = len(result.table)
-        limit = max_rows or 8192
+        limit = max_rows or result.rows_hint
         rows = render_rows(result.table.slice(offset, limit))
         head = {"QueryId": result.query_id}
         info = json.dumps(result.column_info)
@@ -358,6 +359,8 @@ class TimestreamQueryEngine:
         sizes = np.cumsum(pc.binary_length(rows).to_numpy(zero_copy_only=False) + 1)
         taken = max(1, int(np.searchsorted(sizes, budget, side="right"))) if len(rows) else 0
         taken = min(taken, len(rows))
+        if taken < len(rows) or not max_rows:
+            result.rows_hint = max(64, taken + taken // 8)
         end = offset + taken
         listed = pa.ListArray.from_arrays(pa.array([0, taken], pa.int32()), rows.slice(0, taken))
         body = pc.binary_join(listed, ",")[0].as_py()

@@ -7,6 +7,9 @@ pages are read, so memory is bounded by a group, not by the window.
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +88,47 @@ def _write_group(
                 )
 
 
+def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items` read ahead by a thread, at most `depth` waiting.
+
+    The next pages download while the current group is mapped and written; an error is
+    raised where its item would have been.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    waiting: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                waiting.put((True, item))
+        except BaseException as error:  # handed to the consumer, re-raised there
+            waiting.put((False, error))
+            return
+        waiting.put((False, None))
+
+    reader = threading.Thread(target=read, name="timestream-pages", daemon=True)
+    reader.start()
+    try:
+        while True:
+            ok, item = waiting.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                waiting.get_nowait()
+            reader.join(timeout=0.05)
+
+
 def migrate_window(
     client: Any,
     influxdb: InfluxDBResource,
@@ -95,6 +139,7 @@ def migrate_window(
     bucket: str,
     window: Window,
     group_lines: int = 100_000,
+    prefetch_pages: int = 4,
     check_tags: bool = True,
     retry: dict[str, Any] | None = None,
 ) -> WindowOutcome:
@@ -116,7 +161,8 @@ def migrate_window(
         if mapped.points:
             _write_group(influxdb, bucket, [mapped], outcome)
 
-    for page in query_pages(client, window_query(database, table, window), **(retry or {})):
+    pages = query_pages(client, window_query(database, table, window), **(retry or {}))
+    for page in prefetched(pages, depth=prefetch_pages):
         outcome.pages += 1
         rows = page_table(page)
         if group and rows.schema != group[0].schema:

@@ -127,7 +127,13 @@ def influxdb_stats(
     )
     stats: dict[SeriesKey, SeriesStats] = {}
     present: set[str] = set()
-    for item in influxdb.influxql(bucket, f"SELECT {select} FROM {measurement} {where}", params):
+    try:
+        counted = influxdb.influxql(bucket, f"SELECT {select} FROM {measurement} {where}", params)
+    except RuntimeError as error:
+        if "database not found" not in str(error):
+            raise
+        return stats  # nothing was ever written there: it holds no series
+    for item in counted:
         tags = tuple(sorted((k, v) for k, v in (item.get("tags") or {}).items() if v))
         values = dict(zip(item["columns"], item["values"][0], strict=True))
         for name in fields:

@@ -426,3 +426,41 @@ def test_cli_partition_range_and_job_backfill(stores: Stores, tmp_path: Path) ->
         "2024-01-03",
     }
     assert stores.points(stores.migrated) == stores.points(stores.direct)
+
+
+def test_blue_green_check_fails_the_run_when_the_stores_diverge(stores: Stores) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from dagster import AssetSelection, Definitions, define_asset_job
+
+    from ons_pipeline.energy.migration.assets import blue_green_checks
+
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT12:00:00Z")
+    job = define_asset_job("blue_green", selection=AssetSelection.checks(blue_green_checks[0]))
+
+    def run() -> Any:
+        defs = Definitions(
+            assets=[GENERATION],
+            asset_checks=[blue_green_checks[0]],
+            jobs=[job],
+            resources=stores.resources(stores.migrated),
+        )
+        return defs.resolve_job_def("blue_green").execute_in_process(raise_on_error=False)
+
+    assert run().success  # both stores empty for yesterday: equal
+    stray = pd.DataFrame(
+        {
+            "timestamp": [pd.Timestamp(yesterday)],
+            "region": "only-influx",
+            "energy_source": "wind",
+            "value": [1.0],
+            "unit": "MW",
+        }
+    )
+    stores.load(
+        "dataset=generation/year=2026/month=11/stray.parquet", stray, stores.migrated, "influxdb"
+    )
+    result = run()
+    assert not result.success
+    error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "only-influx" in error

@@ -21,6 +21,9 @@ ASSET_GROUPS = {
     "dim_location": "sales",
     "dim_staff": "sales",
     "energy/influxdb_points": "energy",
+    "energy/migration/consumption": "energy_migration",
+    "energy/migration/generation": "energy_migration",
+    "energy/migration/transmission": "energy_migration",
     "energy/timestream_records": "energy",
     "fact_sales_order": "sales",
     "latest_visit_events": "visits",
@@ -51,6 +54,12 @@ ASSET_CHECKS = [
     ("dim_staff", "required_columns_not_null"),
     ("energy/influxdb_points", "readback_matches"),
     ("energy/influxdb_points", "rows_accounted_for"),
+    ("energy/migration/consumption", "blue_green_last_day"),
+    ("energy/migration/consumption", "window_matches"),
+    ("energy/migration/generation", "blue_green_last_day"),
+    ("energy/migration/generation", "window_matches"),
+    ("energy/migration/transmission", "blue_green_last_day"),
+    ("energy/migration/transmission", "window_matches"),
     ("energy/timestream_records", "rows_accounted_for"),
     ("fact_sales_order", "fact_foreign_keys_exist"),
     ("fact_sales_order", "keys_unique"),
@@ -61,9 +70,17 @@ ASSET_CHECKS = [
     ("visit_events_checkpoint", "total_events_never_decreases"),
 ]
 
-JOBS = ["energy_load_job", "sales_star_schema_job", "visits_checkpoint_job"]
+JOBS = [
+    "energy_blue_green_job",
+    "energy_load_job",
+    "energy_migration_job",
+    "sales_star_schema_job",
+    "visits_checkpoint_job",
+]
 JOB_GROUPS = {
+    "energy_blue_green_job": "",  # checks only
     "energy_load_job": "energy",
+    "energy_migration_job": "energy_migration",
     "sales_star_schema_job": "sales",
     "visits_checkpoint_job": "visits",
 }
@@ -74,7 +91,7 @@ SENSORS = [
     "totesys_packet_sensor",
     "visit_events_sensor",
 ]
-SCHEDULES: list[str] = ["visits_checkpoint_hourly"]
+SCHEDULES: list[str] = ["energy_blue_green_daily", "visits_checkpoint_hourly"]
 RESOURCES = [
     "alerts",
     "energy_storage",

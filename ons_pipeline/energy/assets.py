@@ -25,6 +25,7 @@ from dagster import (
 )
 from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 
+from ons_pipeline.energy.migration.cutover import skipped_by_sinks
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.energy.schema import MEASUREMENT, FileRejectedError, detect_dataset
 from ons_pipeline.energy.transform import (
@@ -219,6 +220,9 @@ def influxdb_points(
     """Energy series from one processed Parquet object as InfluxDB points, for dashboards."""
     started = time.monotonic()
     key = context.partition_key
+    if not energy_storage.writes("influxdb"):
+        yield skipped_by_sinks(context, energy_storage, "influxdb")
+        return
     try:
         health = influxdb.health()
     except InfluxDBUnavailableError as error:
@@ -313,6 +317,7 @@ def influxdb_points(
     yield MaterializeResult(
         metadata={
             "dagster/row_count": written,
+            "energy_sinks": energy_storage.sinks,
             "points_written": written,
             "rows": prepared.rows,
             "dataset_type": prepared.dataset,
@@ -380,6 +385,9 @@ def timestream_records(
     """Energy series from one processed Parquet object as Timestream records (seed 000)."""
     started = time.monotonic()
     key = context.partition_key
+    if not energy_storage.writes("timestream"):
+        yield skipped_by_sinks(context, energy_storage, "timestream")
+        return
     prepared = read_and_prepare(s3, energy_storage, key, store="timestream")
     # Version = load time: a re-load of a corrected file upserts instead of being refused.
     calls = timestream_calls(prepared, version=time.time_ns() // 1_000_000)
@@ -433,6 +441,7 @@ def timestream_records(
     yield MaterializeResult(
         metadata={
             "dagster/row_count": written,
+            "energy_sinks": energy_storage.sinks,
             "records_written": written,
             "rows": prepared.rows,
             "dataset_type": prepared.dataset,

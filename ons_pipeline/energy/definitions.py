@@ -4,10 +4,19 @@ from dagster import Definitions
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
 from ons_pipeline.energy.jobs import energy_load_job
+from ons_pipeline.energy.migration.assets import (
+    blue_green_checks,
+    energy_blue_green_daily,
+    energy_blue_green_job,
+    energy_migration_job,
+    migration_assets,
+)
 from ons_pipeline.energy.sensors import energy_object_sensor
 
 defs = Definitions(
-    assets=[influxdb_points, timestream_records],
-    jobs=[energy_load_job],
+    assets=[influxdb_points, timestream_records, *migration_assets],
+    asset_checks=blue_green_checks,
+    jobs=[energy_load_job, energy_migration_job, energy_blue_green_job],
+    schedules=[energy_blue_green_daily],
     sensors=[energy_object_sensor],
 )

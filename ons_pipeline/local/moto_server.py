@@ -1,4 +1,4 @@
-"""moto's server as the local stack runs it, with two fixes that make it answer as AWS does.
+"""moto's server as the local stack runs it, with fixes that make it answer as AWS does.
 
 1. Timestream-write endpoint discovery answers with this server. A client configured only by
    AWS_ENDPOINT_URL still discovers endpoints (botocore skips discovery only for an explicit
@@ -7,19 +7,42 @@
    queue attribute, three scans of the whole queue, for each message it hands out, so draining
    a queue of n messages costs O(n^2): 39 s for 1,000 messages against 1 s with this fix.
    Real SQS has no such cost, and the answer is the same value either way.
+3. Timestream keeps what is written and answers queries over it. Stock moto drops
+   `CommonAttributes` (where the loads put every dimension) and answers `Query` with canned
+   results; here WriteRecords merges them into each record and keeps the table columnar, and
+   `Query` runs on DuckDB (`timestream_engine.py`), in the real API's shape. A local-only
+   `POST /moto-api/ons/timestream/records?database=&table=` takes an Arrow IPC stream of rows
+   in the table model, for seeding large tables (benchmarks) without a million WriteRecords.
 
     python -m ons_pipeline.local.moto_server -H 127.0.0.1 -p 5000
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import urllib.parse
 from typing import Any
 
+import pyarrow as pa
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.core.exceptions import JsonRESTError
 from moto.core.utils import unix_time
+from moto.moto_api._internal import urls as moto_api_urls
 from moto.sqs.models import Message, SQSBackend
-from moto.timestreamwrite.models import TimestreamWriteBackend
+from moto.timestreamwrite.models import (
+    TimestreamTable,
+    TimestreamWriteBackend,
+    timestreamwrite_backends,
+)
+from moto.timestreamwrite.responses import TimestreamWriteResponse
+
+from ons_pipeline.local.timestream_engine import (
+    TableStore,
+    TimestreamQueryEngine,
+    TimestreamValidationError,
+)
 
 MOTO_URL_ENV = "ONS_STACK_MOTO_URL"
 
@@ -35,8 +58,78 @@ def is_message_valid_based_on_retention_period(
     return retention_seconds + message.sent_timestamp / 1000 > unix_time()  # type: ignore[operator]
 
 
+QUERY_ENGINE = TimestreamQueryEngine()
+SEED_PATH = "/moto-api/ons/timestream/records"
+
+
+class ValidationError(JsonRESTError):
+    def __init__(self, message: str) -> None:
+        super().__init__("ValidationException", message)
+
+
+def store_of(table: TimestreamTable) -> TableStore:
+    """The table's columnar store, created with it (and gone when moto drops the table)."""
+    store = table.__dict__.get("_ons_store")
+    if store is None:
+        store = table.__dict__.setdefault("_ons_store", TableStore())
+    return store
+
+
+def _stores(backend: TimestreamWriteBackend) -> dict[tuple[str, str], TableStore]:
+    return {
+        (database.name, table.name): store_of(table)
+        for database in backend.databases.values()
+        for table in database.tables.values()
+    }
+
+
+def write_records(self: TimestreamWriteResponse) -> str:
+    table = self.timestreamwrite_backend.describe_table(
+        self._get_param("DatabaseName"), self._get_param("TableName")
+    )
+    records = self._get_param("Records") or []
+    try:
+        store_of(table).write(records, self._get_param("CommonAttributes") or {})
+    except TimestreamValidationError as error:
+        raise ValidationError(str(error)) from error
+    ingested = {"Total": len(records), "MemoryStore": len(records), "MagneticStore": 0}
+    return json.dumps({"RecordsIngested": ingested})
+
+
+def query(self: TimestreamWriteResponse) -> str:
+    try:
+        return QUERY_ENGINE.query(
+            _stores(self.timestreamwrite_backend),
+            self._get_param("QueryString") or "",
+            self._get_param("MaxRows"),
+            self._get_param("NextToken"),
+        )
+    except TimestreamValidationError as error:
+        raise ValidationError(str(error)) from error
+
+
+def cancel_query(self: TimestreamWriteResponse) -> str:
+    return QUERY_ENGINE.cancel(self._get_param("QueryId") or "")
+
+
+def seed_records(request: Any, full_url: str, headers: Any) -> tuple[int, dict[str, str], str]:
+    """Append an Arrow IPC stream of rows to a table (local seeding, not an AWS API)."""
+    params = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(full_url).query))
+    backend = timestreamwrite_backends[params.get("account_id", DEFAULT_ACCOUNT_ID)][
+        params["region"]
+    ]
+    table = backend.describe_table(params["database"], params["table"])
+    rows = pa.ipc.open_stream(request.get_data()).read_all()
+    store_of(table).append(rows)
+    return 200, {"Content-Type": "application/json"}, json.dumps({"appended": len(rows)})
+
+
 def apply_fixes() -> None:
     TimestreamWriteBackend.describe_endpoints = describe_endpoints  # type: ignore[method-assign]
+    TimestreamWriteResponse.write_records = write_records  # type: ignore[method-assign]
+    TimestreamWriteResponse.query = query  # type: ignore[method-assign]
+    TimestreamWriteResponse.cancel_query = cancel_query  # type: ignore[attr-defined]
+    moto_api_urls.url_paths["{0}" + SEED_PATH] = seed_records
     SQSBackend.is_message_valid_based_on_retention_period = (  # type: ignore[method-assign]
         is_message_valid_based_on_retention_period
     )

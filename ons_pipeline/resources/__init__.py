@@ -78,6 +78,7 @@ def default_resources() -> dict[str, Any]:
         "energy_storage": EnergyStorageResource(
             processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
             notification_queue_url=_setting("ONS_ENERGY_QUEUE_URL", "") or None,
+            sinks=_setting("ONS_ENERGY_SINKS", "timestream,influxdb"),
         ),
         "timestream": TimestreamResource(
             **aws,

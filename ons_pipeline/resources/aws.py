@@ -53,9 +53,12 @@ def build_client(
     *,
     read_timeout: float = 60.0,
     max_attempts: int | None = None,
+    parser_factory: Any = None,
 ) -> BaseClient:
     """A boto3 client from dagster-aws settings with standard retries and timeouts."""
     core = botocore.session.get_session()
+    if parser_factory is not None:
+        core.register_component("response_parser_factory", parser_factory)
     core.get_component("response_parser_factory").set_parser_defaults(
         timestamp_parser=parse_aws_timestamp
     )

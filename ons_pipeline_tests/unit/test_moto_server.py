@@ -5,8 +5,10 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
+from moto.moto_api._internal import urls as moto_api_urls
 from moto.sqs.models import SQSBackend, sqs_backends
 from moto.timestreamwrite.models import TimestreamWriteBackend
+from moto.timestreamwrite.responses import TimestreamWriteResponse
 
 from ons_pipeline.local import moto_server
 
@@ -35,6 +37,9 @@ def test_retention_check_agrees_with_stock_moto(age_seconds: int) -> None:
 def test_fixes_apply_to_the_backends() -> None:
     original = SQSBackend.is_message_valid_based_on_retention_period
     original_discovery = TimestreamWriteBackend.describe_endpoints
+    responses = {
+        name: getattr(TimestreamWriteResponse, name) for name in ("write_records", "query")
+    }
     try:
         moto_server.apply_fixes()
         assert (
@@ -42,6 +47,13 @@ def test_fixes_apply_to_the_backends() -> None:
             is moto_server.is_message_valid_based_on_retention_period
         )
         assert TimestreamWriteBackend.describe_endpoints is moto_server.describe_endpoints
+        assert TimestreamWriteResponse.query is moto_server.query
+        assert TimestreamWriteResponse.write_records is moto_server.write_records
+        assert moto_api_urls.url_paths["{0}" + moto_server.SEED_PATH] is moto_server.seed_records
     finally:
         SQSBackend.is_message_valid_based_on_retention_period = original  # type: ignore[method-assign]
         TimestreamWriteBackend.describe_endpoints = original_discovery  # type: ignore[method-assign]
+        for name, method in responses.items():
+            setattr(TimestreamWriteResponse, name, method)
+        del TimestreamWriteResponse.cancel_query  # type: ignore[attr-defined]
+        moto_api_urls.url_paths.pop("{0}" + moto_server.SEED_PATH)

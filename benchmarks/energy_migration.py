@@ -1,0 +1,186 @@
+"""Energy migration benchmark (issue 15, Performance): 1,000,000 Timestream records into InfluxDB.
+
+Starts its own local stack, seeds the local Timestream table with `--records` single-measure
+records over `--days` days (straight into the local engine's storage through the stack's
+seeding endpoint: a million WriteRecords calls through moto would take longer than the
+migration being measured, and the migration reads them back through the Query API exactly
+as it would in AWS), then in the same run:
+
+  (a) the seed's approach on a slice, as the baseline: one query (its pages read in turn),
+      one `influxdb_client.Point` per row, synchronous batches of 1,000 into one bucket;
+  (b) ours: every day migrated window by window (Query pages -> the load's line protocol ->
+      `InfluxDBResource` batching) and then validated per series against Timestream.
+
+Prints records/s for both, the ratio, and this process's peak RSS. Machine load is printed
+too: figures on a shared machine are as measured.
+
+    .venv/bin/python benchmarks/energy_migration.py [--records 1000000] [--days 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import numpy as np
+import pyarrow as pa
+
+from ons_pipeline.energy.migration.assets import compare_window
+from ons_pipeline.energy.migration.export import Window, query_pages, window_query
+from ons_pipeline.energy.migration.window import migrate_window
+from ons_pipeline.local.moto_server import SEED_PATH
+from ons_pipeline.local.stack import LocalStack
+from ons_pipeline.resources import InfluxDBResource, TimestreamResource
+
+DATABASE = "bench_energy"
+TABLE = "generation"
+FIRST_DAY = "2024-03-01"
+
+
+def seed(stack: LocalStack, records: int, days: int) -> None:
+    """`records` rows of 20 series spread evenly over `days` days, posted as Arrow IPC."""
+    series = 20
+    per_series = -(-records // series)
+    start = Window.day(FIRST_DAY).start_ns
+    step = days * 86_400 * 10**9 // per_series
+    times = start + np.arange(per_series, dtype=np.int64) * step
+    rng = np.random.default_rng(7)
+    regions = np.repeat(["N", "NE", "SE/CO", "S"], 5)
+    sources = np.tile([f"source_{i}" for i in range(5)], 4)
+    table = pa.table(
+        {
+            "region": np.repeat(regions, per_series)[:records],
+            "dataset_type": pa.array(["generation"] * records),
+            "energy_source": np.repeat(sources, per_series)[:records],
+            "measurement_type": pa.array(["power"] * records),
+            "quality_flag": pa.array(["good"] * records),
+            "unit": pa.array(["MW"] * records),
+            "measure_name": pa.array(["value"] * records),
+            "time": pa.array(np.tile(times, series)[:records], pa.timestamp("ns")),
+            "measure_value::double": rng.random(records) * 1000,
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    url = f"{stack.moto_url}{SEED_PATH}?region={stack.region}&database={DATABASE}&table={TABLE}"
+    request = urllib.request.Request(url, data=sink.getvalue().to_pybytes(), method="POST")
+    with urllib.request.urlopen(request, timeout=600) as response:
+        assert response.status == 200
+
+
+def baseline(
+    query: object, influx_url: str, token: str, org: str, bucket: str, limit: int
+) -> float:
+    """The seed's migrator on one window's first `limit` records; returns records/s."""
+    from influxdb_client import InfluxDBClient, Point
+    from influxdb_client.client.write_api import SYNCHRONOUS
+
+    window = Window.day(FIRST_DAY)
+    statement = f"{window_query(DATABASE, TABLE, window)} LIMIT {limit}"
+    started = time.perf_counter()
+    rows = 0
+    with InfluxDBClient(url=influx_url, token=token, org=org) as client:
+        write = client.write_api(write_options=SYNCHRONOUS)
+        batch: list[Point] = []
+        for page in query_pages(query, statement):
+            names = [c["Name"] for c in page["ColumnInfo"]]
+            for row in page["Rows"]:
+                record = {n: d.get("ScalarValue") for n, d in zip(names, row["Data"], strict=True)}
+                point = (
+                    Point("generation_data")
+                    .tag("region", record["region"])
+                    .tag("energy_source", record["energy_source"])
+                    .tag("measurement_type", record["measurement_type"])
+                    .tag("quality_flag", record["quality_flag"])
+                    .field("power_mw", float(record["measure_value::double"]))
+                    .field("unit", record["unit"])
+                    .time(record["time"].replace(" ", "T") + "Z")
+                )
+                batch.append(point)
+                rows += 1
+                if len(batch) == 1000:
+                    write.write(bucket=bucket, record=batch)
+                    batch = []
+        if batch:
+            write.write(bucket=bucket, record=batch)
+    return rows / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--records", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=10)
+    parser.add_argument("--baseline-records", type=int, default=20_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as state, LocalStack(Path(state)) as stack:
+        for key, value in stack.env.items():
+            os.environ[key] = value
+        write = boto3.client("timestream-write", region_name=stack.region)
+        write.create_database(DatabaseName=DATABASE)
+        write.create_table(DatabaseName=DATABASE, TableName=TABLE)
+        started = time.perf_counter()
+        seed(stack, args.records, args.days)
+        print(f"seeded {args.records:,} records in {time.perf_counter() - started:.1f}s")
+
+        timestream = TimestreamResource(region_name=stack.region, database=DATABASE)
+        query = timestream.get_query_client()
+        influxdb = InfluxDBResource(
+            region_name=stack.region,
+            url=stack.influxdb_url,
+            org=stack.org,
+            token=stack.token,
+            query_url=stack.influxd_url,
+            bucket="bench_migration",
+        )
+        influxdb.ensure_bucket("bench_baseline")
+        base_rate = baseline(
+            query,
+            stack.influxdb_url,
+            stack.token,
+            stack.org,
+            "bench_baseline",
+            args.baseline_records,
+        )
+        print(f"(a) seed's approach: {base_rate:,.0f} records/s on {args.baseline_records:,}")
+
+        influxdb.ensure_bucket("bench_migration")
+        started = time.perf_counter()
+        migrated = written = differing = 0
+        days = [
+            str(np.datetime64(FIRST_DAY) + np.timedelta64(i, "D")) for i in range(args.days + 1)
+        ]
+        for day in days:
+            outcome = migrate_window(
+                query,
+                influxdb,
+                database=DATABASE,
+                table=TABLE,
+                dataset="generation",
+                bucket="bench_migration",
+                window=Window.day(day),
+            )
+            diffs, _ = compare_window(timestream, influxdb, "generation", Window.day(day))
+            migrated += outcome.records
+            written += outcome.written.lines_written
+            differing += len(diffs)
+        elapsed = time.perf_counter() - started
+        rate = migrated / elapsed
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(
+            f"(b) ours: {migrated:,} records exported, {written:,} points written, "
+            f"{differing} differing series, in {elapsed:.1f}s: {rate:,.0f} records/s"
+        )
+        print(f"ratio ours / seed's: {rate / base_rate:.1f}x")
+        print(f"peak RSS of this process: {peak:,.0f} MB")
+        print(f"load average (1, 5, 15 min): {os.getloadavg()} on {os.cpu_count()} CPUs")
+
+
+if __name__ == "__main__":
+    main()

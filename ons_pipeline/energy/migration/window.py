@@ -1,0 +1,178 @@
+"""Migrate one window: export page by page, map, write in bounded groups, account for all.
+
+Pages are gathered into groups of about `group_lines` points; each group is written through
+`InfluxDBResource.write_lines` (its batching, gzip, concurrency and retries) before the next
+pages are read, so memory is bounded by a group, not by the window.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ons_pipeline.energy.migration.export import Window, query_pages, window_query
+from ons_pipeline.energy.migration.mapping import MappedPage, map_page, page_table
+from ons_pipeline.energy.transform import batch_bodies, line_protocol, rejected_rows
+from ons_pipeline.resources.influxdb import WriteOutcome
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from ons_pipeline.energy.transform import PreparedFile
+    from ons_pipeline.resources.influxdb import InfluxDBResource
+
+
+@dataclass
+class WindowOutcome:
+    records: int = 0
+    pages: int = 0
+    written: WriteOutcome = field(default_factory=WriteOutcome)
+    quarantined: list[pd.DataFrame] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(len(q) for q in self.quarantined)
+
+    def quarantine(self) -> pd.DataFrame:
+        return (
+            pd.concat(self.quarantined, ignore_index=True) if self.quarantined else pd.DataFrame()
+        )
+
+    def rejected_by_reason(self) -> dict[str, int]:
+        frame = self.quarantine()
+        if frame.empty:
+            return {}
+        return {str(k): int(v) for k, v in frame["reason"].value_counts().items()}
+
+
+def _write_group(
+    influxdb: InfluxDBResource, bucket: str, group: list[MappedPage], outcome: WindowOutcome
+) -> None:
+    parts: list[tuple[PreparedFile, pa.Array]] = [
+        (prepared, line_protocol(prepared))
+        for page in group
+        for prepared in page.prepared
+        if len(prepared.accepted)
+    ]
+    offsets = np.cumsum([0, *(len(lines) for _, lines in parts)])
+    size = influxdb.max_batch_size
+
+    def batches() -> Iterator[tuple[int, int, bytes]]:
+        for (_, lines), offset in zip(parts, offsets, strict=False):
+            for lo, hi, body in batch_bodies(lines, size):
+                yield int(offset) + lo, int(offset) + hi, body
+
+    def split(lo: int, hi: int) -> bytes:
+        index = int(np.searchsorted(offsets, lo, side="right")) - 1
+        lines = parts[index][1]
+        start = lo - int(offsets[index])
+        return next(batch_bodies(lines.slice(start, hi - lo), hi - lo))[2]
+
+    result = influxdb.write_lines(bucket, batches(), split)
+    outcome.written.add(result)
+    if result.rejected:
+        for index, (prepared, _) in enumerate(parts):
+            local = [p - int(offsets[index]) for p in sorted(result.rejected)]
+            positions = np.array([p for p in local if 0 <= p < len(prepared.accepted)], np.int64)
+            if len(positions):
+                details = [result.rejected[int(p) + int(offsets[index])] for p in positions]
+                outcome.quarantined.append(
+                    rejected_rows(prepared, positions, "influxdb_rejected", details)
+                )
+
+
+def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
+    """`items` read ahead by a thread, at most `depth` waiting.
+
+    The next pages download while the current group is mapped and written; an error is
+    raised where its item would have been.
+    """
+    if depth <= 0:
+        yield from items
+        return
+    waiting: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                waiting.put((True, item))
+        except BaseException as error:  # handed to the consumer, re-raised there
+            waiting.put((False, error))
+            return
+        waiting.put((False, None))
+
+    reader = threading.Thread(target=read, name="timestream-pages", daemon=True)
+    reader.start()
+    try:
+        while True:
+            ok, item = waiting.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                waiting.get_nowait()
+            reader.join(timeout=0.05)
+
+
+def migrate_window(
+    client: Any,
+    influxdb: InfluxDBResource,
+    *,
+    database: str,
+    table: str,
+    dataset: str,
+    bucket: str,
+    window: Window,
+    group_lines: int = 100_000,
+    prefetch_pages: int = 4,
+    check_tags: bool = True,
+    retry: dict[str, Any] | None = None,
+) -> WindowOutcome:
+    """Every record of the window written to `bucket` or quarantined with its reason.
+
+    Raises:
+        TimestreamQueryError, TimestreamQueryUnavailableError: from the export.
+        InfluxDBUnavailableError, InfluxDBWriteError: from the writes.
+    """
+    outcome = WindowOutcome()
+    group: list[pa.Table] = []
+    pending = 0
+
+    def flush() -> None:
+        # Pages are mapped a group at a time: `prepare` has a fixed cost per call.
+        mapped = map_page(pa.concat_tables(group), dataset, check_tags=check_tags)
+        outcome.records += mapped.records
+        outcome.quarantined += mapped.quarantined
+        if mapped.points:
+            _write_group(influxdb, bucket, [mapped], outcome)
+
+    pages = query_pages(client, window_query(database, table, window), **(retry or {}))
+    for page in prefetched(pages, depth=prefetch_pages):
+        outcome.pages += 1
+        rows = page_table(page)
+        if group and rows.schema != group[0].schema:
+            flush()  # the table gained a column mid-window: map what came before apart
+            group, pending = [], 0
+        group.append(rows)
+        pending += len(rows)
+        if pending >= group_lines:
+            flush()
+            group, pending = [], 0
+    if pending:
+        flush()
+    return outcome

@@ -1,0 +1,138 @@
+"""The migration's export: safe SQL, every page to the last token, only transient faults retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ons_pipeline.energy.migration.export import (
+    TimestreamQueryError,
+    TimestreamQueryUnavailableError,
+    Window,
+    identifier,
+    query_pages,
+    stats_query,
+    window_query,
+)
+
+
+def error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "Query",
+    )
+
+
+class Script:
+    """A query client answering from a script of pages and errors."""
+
+    def __init__(self, answers: list[Any]) -> None:
+        self.answers = answers
+        self.calls: list[dict[str, Any]] = []
+
+    def query(self, **kwargs: Any) -> Any:
+        self.calls.append(kwargs)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_windows_are_half_open_days() -> None:
+    day, next_day = Window.day("2024-01-01"), Window.day("2024-01-02")
+    assert day.end_ns == next_day.start_ns
+    assert day.end_ns - day.start_ns == 86_400 * 10**9
+    assert window_query("ons_energy", "generation", day) == (
+        'SELECT * FROM "ons_energy"."generation" WHERE time >= '
+        "from_nanoseconds(1704067200000000000) AND time < from_nanoseconds(1704153600000000000)"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ['gen"; DROP TABLE x; --', "a b", "", "x" * 257, "t'", "db.t\n", "né"]
+)
+def test_names_that_could_carry_sql_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="not a valid Timestream name"):
+        identifier(name)
+    with pytest.raises(ValueError):
+        window_query("ons_energy", name, Window.day("2024-01-01"))
+    with pytest.raises(ValueError):
+        stats_query("ons_energy", "t", Window.day("2024-01-01"), [name], ["v"])
+
+
+def test_pages_are_read_to_the_last_token_including_empty_ones() -> None:
+    client = Script(
+        [
+            {"Rows": [], "NextToken": "a"},  # still running: no rows yet
+            {"Rows": [1], "NextToken": "b"},
+            {"Rows": [2]},
+        ]
+    )
+    pages = list(query_pages(client, "SELECT 1"))
+    assert [p["Rows"] for p in pages] == [[], [1], [2]]
+    assert [c.get("NextToken") for c in client.calls] == [None, "a", "b"]
+    assert all(c["QueryString"] == "SELECT 1" for c in client.calls)
+
+
+def test_throttling_and_5xx_are_retried_with_backoff() -> None:
+    sleeps: list[float] = []
+    client = Script(
+        [
+            error("ThrottlingException", 400),
+            error("InternalServerException", 500),
+            {"Rows": [1], "NextToken": "t"},
+            error("ServiceUnavailable", 503),
+            {"Rows": [2]},
+        ]
+    )
+    pages = list(query_pages(client, "q", backoff_seconds=0.1, sleep=sleeps.append))
+    assert [p["Rows"] for p in pages] == [[1], [2]]
+    assert len(sleeps) == 3
+    assert 0.1 <= sleeps[0] <= 0.2 and 0.2 <= sleeps[1] <= 0.4
+    assert client.calls[-1]["NextToken"] == "t"  # the retry resumes the same page
+
+
+def test_permanent_errors_fail_at_once_and_exhaustion_says_so() -> None:
+    client = Script([error("ValidationException", 400)])
+    with pytest.raises(TimestreamQueryError, match="ValidationException"):
+        list(query_pages(client, "q", sleep=lambda _: None))
+    assert len(client.calls) == 1
+    client = Script([error("ThrottlingException", 400)] * 3)
+    with pytest.raises(TimestreamQueryUnavailableError, match="after 3 attempts"):
+        list(query_pages(client, "q", max_retries=2, sleep=lambda _: None))
+
+
+def test_fast_query_parser_gives_what_botocore_gives() -> None:
+    import json
+
+    import botocore.session
+    from botocore.parsers import JSONParser
+
+    from ons_pipeline.resources.timestream import QueryParserFactory
+
+    body = {
+        "QueryId": "q",
+        "NextToken": "t",
+        "Rows": [
+            {"Data": [{"ScalarValue": 'a "b"'}, {"NullValue": True}]},
+            {"Data": [{"ScalarValue": "São"}, {"ScalarValue": "1e-300"}]},
+        ],
+        "ColumnInfo": [
+            {"Name": "region", "Type": {"ScalarType": "VARCHAR"}},
+            {"Name": "v", "Type": {"ScalarType": "DOUBLE"}},
+        ],
+        "QueryStatus": {
+            "ProgressPercentage": 50.0,
+            "CumulativeBytesScanned": 10,
+            "CumulativeBytesMetered": 10,
+        },
+    }
+    model = botocore.session.get_session().get_service_model("timestream-query")
+    shape = model.operation_model("Query").output_shape
+    response = {"body": json.dumps(body).encode(), "headers": {}, "status_code": 200}
+    fast = QueryParserFactory().create_parser("json").parse(dict(response), shape)
+    stock = JSONParser().parse(dict(response), shape)
+    assert fast == stock
+    assert fast["Rows"][0]["Data"][1] == {"NullValue": True}

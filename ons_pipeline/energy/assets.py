@@ -48,6 +48,7 @@ from ons_pipeline.resources import (
     TimestreamResource,
 )
 from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
+from ons_pipeline.resources.influxql import quote_identifier
 from ons_pipeline.resources.timestream import TimestreamUnavailableError
 
 ENERGY_GROUP = "energy"
@@ -133,7 +134,7 @@ def readback_counts(
     if frame.empty:
         return {}
     low, high = int(frame["time_ns"].min()), int(frame["time_ns"].max())
-    measurement = '"' + prepared.measurement.replace('"', '\\"') + '"'
+    measurement = quote_identifier(prepared.measurement)
     series = influxdb.influxql(
         bucket,
         f"SELECT COUNT(*) FROM {measurement} WHERE time >= {low} AND time <= {high} GROUP BY *",

@@ -25,6 +25,7 @@ from ons_pipeline.resources import (
     TimestreamResource,
     defaults,
 )
+from ons_pipeline.resources.influxql import quote_identifier
 
 
 def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
         measurement = MEASUREMENT[dataset]
         series = influxdb.influxql(
             influxdb.bucket_for(measurement),
-            f'SELECT COUNT(*) FROM "{measurement}" WHERE time > now() - {days + 2}d '
+            f"SELECT COUNT(*) FROM {quote_identifier(measurement)} "
+            f"WHERE time > now() - {days + 2}d "
             "GROUP BY region",
         )
         counts = {

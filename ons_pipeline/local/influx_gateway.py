@@ -24,6 +24,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ons_pipeline.resources.influxql import quote_identifier
+
 UPSTREAM_TIMEOUT_SECONDS = 30.0
 _PRECISIONS = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}
 _PUBLIC_PATHS = frozenset({"/health", "/ping", "/ready"})
@@ -62,16 +64,6 @@ def parse_go_duration(text: str) -> int:
     if not parts or "".join(f"{n}{u}" for n, u in parts) != text:
         raise ValueError(f"not a Go duration: {text!r}")
     return round(sum(float(n) * _GO_DURATION_SECONDS[u] for n, u in parts))
-
-
-def quote_ident(name: str) -> str:
-    """An InfluxQL double-quoted identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_string(value: str) -> str:
-    """An InfluxQL single-quoted string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 class Upstream:
@@ -125,7 +117,7 @@ class Upstream:
 
     def default_retention(self, database: str) -> tuple[int, int]:
         """(retention seconds, shard group seconds) of the database's default policy."""
-        series = self.influxql(f"SHOW RETENTION POLICIES ON {quote_ident(database)}")
+        series = self.influxql(f"SHOW RETENTION POLICIES ON {quote_identifier(database)}")
         for s in series:
             columns = s["columns"]
             for row in s.get("values") or []:
@@ -312,14 +304,14 @@ class Gateway:
                 )
             duration = f"{every}s" if every else "INF"
             self.upstream.influxql(
-                f"CREATE DATABASE {quote_ident(name)} WITH DURATION {duration} "
-                f"NAME {quote_ident(_RETENTION_POLICY)}"
+                f"CREATE DATABASE {quote_identifier(name)} WITH DURATION {duration} "
+                f"NAME {quote_identifier(_RETENTION_POLICY)}"
             )
         return self.bucket_json(name)
 
     def delete_bucket(self, bucket_id: str) -> None:
         name = self.get_bucket(bucket_id)["name"]
-        self.upstream.influxql(f"DROP DATABASE {quote_ident(name)}")
+        self.upstream.influxql(f"DROP DATABASE {quote_identifier(name)}")
 
     def health(self) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"name": "influxdb", "checks": [], "commit": ""}

@@ -18,7 +18,7 @@ from influxdb_client import BucketRetentionRules, InfluxDBClient, Point, WritePr
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from ons_pipeline.local.influx_gateway import make_server, quote_ident
+from ons_pipeline.local.influx_gateway import make_server
 from ons_pipeline.local.stack import (
     INFLUXDB_RETENTION_SECONDS,
     INFLUXDB_TOKEN_SECRET_NAME,
@@ -26,6 +26,7 @@ from ons_pipeline.local.stack import (
     free_port,
 )
 from ons_pipeline.resources import defaults
+from ons_pipeline.resources.influxql import quote_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -57,7 +58,7 @@ def influxql(env: dict[str, str], statement: str, db: str = "generation_data") -
 
 def select_all(env: dict[str, str], measurement: str) -> list[dict[str, Any]]:
     """Every row of the measurement, as column -> value dicts (absent columns dropped)."""
-    result = influxql(env, f"SELECT * FROM {quote_ident(measurement)}")["results"][0]
+    result = influxql(env, f"SELECT * FROM {quote_identifier(measurement)}")["results"][0]
     assert "error" not in result, result
     rows = []
     for series in result.get("series", []):
@@ -268,7 +269,9 @@ def test_gzip_writes(stack_env: dict[str, str]) -> None:
     assert bad_status == 400
     assert json.loads(bad_body)["code"] == "invalid"
 
-    result = influxql(stack_env, f"SELECT * FROM {quote_ident(measurement)}", db="consumption_data")
+    result = influxql(
+        stack_env, f"SELECT * FROM {quote_identifier(measurement)}", db="consumption_data"
+    )
     assert result["results"][0]["series"][0]["values"] == [
         [1700000000000000001, "v", 2.0],
         [1700000000000000002, "w", 3.0],

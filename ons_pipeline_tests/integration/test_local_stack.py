@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import stat
 import threading
 import urllib.error
 import urllib.parse
@@ -50,9 +52,18 @@ def influx(stack_env: dict[str, str]) -> Iterator[InfluxDBClient]:
         yield client
 
 
+def basic_auth(env: dict[str, str]) -> dict[str, str]:
+    """The raw influxd's credentials, as the stack gives them to its readers."""
+    pair = f"{env['INFLUXDB_QUERY_USERNAME']}:{env['INFLUXDB_QUERY_PASSWORD']}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
 def influxql(env: dict[str, str], statement: str, db: str = "generation_data") -> dict[str, Any]:
     params = urllib.parse.urlencode({"db": db, "epoch": "ns", "q": statement})
-    with urllib.request.urlopen(f"{env['INFLUXDB_QUERY_URL']}/query?{params}") as resp:
+    request = urllib.request.Request(
+        f"{env['INFLUXDB_QUERY_URL']}/query?{params}", headers=basic_auth(env)
+    )
+    with urllib.request.urlopen(request) as resp:
         return json.load(resp)
 
 
@@ -437,6 +448,9 @@ def test_detached_stack_is_reused_and_stopped_from_its_state_dir(
     first = LocalStack(tmp_path / "stack", detach=True)
     try:
         first.start()
+        # Ports and pids only, owner-only; the secrets live in secrets.json (0600).
+        assert stat.S_IMODE(first.state_file.stat().st_mode) == 0o600
+        assert first.token not in first.state_file.read_text()
         second = LocalStack(tmp_path / "stack", detach=True).start()
         assert second.reused
         assert second.pids == first.pids

@@ -137,7 +137,7 @@ def readback_counts(
     measurement = quote_identifier(prepared.measurement)
     series = influxdb.influxql(
         bucket,
-        f"SELECT COUNT(*) FROM {measurement} WHERE time >= {low} AND time <= {high} GROUP BY *",
+        f"SELECT COUNT(*) FROM {measurement} WHERE time >= {low} AND time <= {high} GROUP BY *",  # nosec B608  # quoted name, int bounds
     )
     found: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
     for item in series:

@@ -48,6 +48,8 @@ _STATE_FILE = "stack.json"
 # Per-stack secrets (InfluxDB token, influxd password, Lambda endpoint secret), made once.
 _SECRETS_FILE = "secrets.json"
 _SECRET_NAMES = ("influxdb_token", "influxd_password", "lambda_secret")
+# Recorded in stack.json: a stack started before its servers took these secrets is restarted.
+_STATE_VERSION = 2
 INFLUXD_USER = "ons-admin"
 # What each process's command line contains, so `down` never signals a recycled pid.
 _CMDLINE_MARKERS = {
@@ -420,8 +422,8 @@ class LocalStack:
             return False
         if not all(self._recorded_alive(n, p) for n, p in state["pids"].items()):
             return False
-        if "lambda" not in state["ports"]:
-            return False  # recorded by a version of the stack without the Lambda endpoint
+        if "lambda" not in state["ports"] or state.get("version") != _STATE_VERSION:
+            return False  # recorded by an older stack (no Lambda endpoint, or no auth)
         urls = self._urls(state["ports"])
         if _http_status(urls["moto"]) is None or _http_status(f"{urls['influxd']}/ping") != 204:
             return False
@@ -434,7 +436,12 @@ class LocalStack:
 
     def _write_state(self) -> None:
         """Ports and pids only (secrets stay in secrets.json); owner-only all the same."""
-        state = {"ports": self.ports, "pids": self.pids, "influx_major": self.influx_major}
+        state = {
+            "version": _STATE_VERSION,
+            "ports": self.ports,
+            "pids": self.pids,
+            "influx_major": self.influx_major,
+        }
         write_private(self.state_file, json.dumps(state, indent=2) + "\n")
 
     def _pick_port(self, name: str) -> int:

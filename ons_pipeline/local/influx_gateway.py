@@ -82,10 +82,10 @@ class Upstream:
 
     def __init__(self, base_url: str, username: str = "", password: str = "") -> None:  # nosec B107  # empty: no credentials
         self.base_url = base_url.rstrip("/")
-        credentials = f"{username}:{password}".encode()
-        self._auth = {"Authorization": "Basic " + base64.b64encode(credentials).decode()}
-        if not username:
-            self._auth = {}
+        self._auth: dict[str, str] = {}
+        if username:  # influxd with auth on: every request logs in as this user
+            credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._auth = {"Authorization": f"Basic {credentials}"}
 
     def request(
         self,

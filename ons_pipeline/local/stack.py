@@ -50,7 +50,7 @@ _SECRETS_FILE = "secrets.json"
 _SECRET_NAMES = ("influxdb_token", "influxd_password", "lambda_secret")
 # Recorded in stack.json: a stack started before its servers took these secrets is restarted.
 _STATE_VERSION = 2
-INFLUXD_USER = "ons-admin"
+INFLUXD_USER = "ons-admin"  # influxd's admin (1.x user, or 2.x onboarding user)
 # What each process's command line contains, so `down` never signals a recycled pid.
 _CMDLINE_MARKERS = {
     "moto": "ons_pipeline.local.moto_server",
@@ -58,7 +58,6 @@ _CMDLINE_MARKERS = {
     "gateway": "influx_gateway",
     "lambda": "launcher.local_lambda",
 }
-_INFLUX2_USER = "ons-admin"
 
 
 class StackError(RuntimeError):
@@ -673,7 +672,7 @@ bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
                 return
         body = json.dumps(
             {
-                "username": _INFLUX2_USER,
+                "username": INFLUXD_USER,
                 "password": self.influxd_password,
                 "org": self.org,
                 "bucket": defaults.INFLUXDB_BUCKETS[0],

@@ -12,6 +12,7 @@ RUN_SUCCESS.
 
 import argparse
 import os
+import secrets
 import statistics
 import tempfile
 import time
@@ -71,6 +72,8 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     os.environ.setdefault("AWS_DEFAULT_REGION", "eu-west-2")
+    # The endpoint and the launcher share its secret through the environment.
+    os.environ.setdefault("ONS_LAMBDA_ENDPOINT_SECRET", secrets.token_urlsafe(32))
     from dagster import DagsterInstance
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget

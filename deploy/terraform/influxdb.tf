@@ -18,9 +18,11 @@ resource "aws_timestreaminfluxdb_db_instance" "energy" {
   vpc_security_group_ids = var.influxdb_security_group_ids
 }
 
-# The API token the pipelines use (INFLUXDB_TOKEN_SECRET_NAME). Create an all-access token for
-# the org once the instance is up and store it here:
-#   aws secretsmanager put-secret-value --secret-id ons/influxdb/token --secret-string <token>
+# The API token the pipelines use (INFLUXDB_TOKEN_SECRET_NAME): read and write on the three
+# energy buckets only, never an all-access token. Once the instance is up, create and store it
+# with deploy/influxdb_scoped_token.py (see deploy/README.md). The admin password above is in
+# no output, but Terraform state holds it (random_password): keep the state encrypted and
+# access to it restricted.
 resource "aws_secretsmanager_secret" "influxdb_token" {
   name        = var.influxdb_token_secret_name
   description = "InfluxDB API token for org ${var.influxdb_org} on ${aws_timestreaminfluxdb_db_instance.energy.name}"

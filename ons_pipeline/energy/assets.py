@@ -53,6 +53,7 @@ from ons_pipeline.resources import (
     TimestreamResource,
 )
 from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
+from ons_pipeline.resources.influxql import quote_identifier
 from ons_pipeline.resources.timestream import TimestreamUnavailableError, TimestreamWriteError
 
 ENERGY_GROUP = "energy"
@@ -158,10 +159,10 @@ def readback_counts(
     if frame.empty:
         return {}
     low, high = int(frame["time_ns"].min()), int(frame["time_ns"].max())
-    measurement = '"' + prepared.measurement.replace('"', '\\"') + '"'
+    measurement = quote_identifier(prepared.measurement)
     series = influxdb.influxql(
         bucket,
-        f"SELECT COUNT(*) FROM {measurement} WHERE time >= {low} AND time <= {high} GROUP BY *",
+        f"SELECT COUNT(*) FROM {measurement} WHERE time >= {low} AND time <= {high} GROUP BY *",  # nosec B608  # quoted name, int bounds
     )
     found: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
     for item in series:

@@ -25,6 +25,7 @@ from ons_pipeline.resources import (
     TimestreamResource,
     defaults,
 )
+from ons_pipeline.resources.influxql import quote_identifier
 
 
 def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
@@ -51,6 +52,8 @@ def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
             token=stack_env.get("INFLUXDB_TOKEN"),
             token_secret_name=stack_env.get("INFLUXDB_TOKEN_SECRET_NAME"),
             query_url=stack_env.get("INFLUXDB_QUERY_URL"),
+            query_username=stack_env.get("INFLUXDB_QUERY_USERNAME"),
+            query_password=stack_env.get("INFLUXDB_QUERY_PASSWORD"),
         ),
     }
 
@@ -105,7 +108,8 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
         measurement = MEASUREMENT[dataset]
         series = influxdb.influxql(
             influxdb.bucket_for(measurement),
-            f'SELECT COUNT(*) FROM "{measurement}" WHERE time > now() - {days + 2}d '
+            f"SELECT COUNT(*) FROM {quote_identifier(measurement)} "  # nosec B608  # quoted name, int window
+            f"WHERE time > now() - {days + 2}d "
             "GROUP BY region",
         )
         counts = {

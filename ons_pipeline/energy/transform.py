@@ -45,6 +45,7 @@ _ISO_8601_PARTS: Final = (
 # Margin kept from the int64 limits so that applying an offset (< 1 day) cannot overflow.
 _DAY_NS: Final = 86_400 * 10**9
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+_LP_UNREPRESENTABLE: Final = re.compile(r"[\n\r]|\\(?=[\\,= ]|$)")
 _NS_PER_UNIT: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 ROW: Final = "_row"
 TIME: Final = "time_ns"
@@ -138,13 +139,36 @@ def _per_row(series: pd.Series, per_category: np.ndarray, null_value: Any) -> np
     return extended[codes]
 
 
-def _tag_problems(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """(blank, invalid) per row for a text categorical."""
+def unrepresentable(text: str) -> bool:
+    """True when line protocol cannot carry `text` as a tag or string field, one way only.
+
+    A newline or carriage return ends the line (the rest would be a new, attacker-chosen
+    point). A backslash at the end or before a backslash, comma, equals sign or space is read
+    as an escape, and InfluxDB 1.x and 2.x unescape a doubled backslash differently: such a
+    value cannot be written so that both read it back unchanged. Line protocol is UTF-8, so
+    a lone surrogate cannot be written at all.
+    """
+    if _LP_UNREPRESENTABLE.search(text):
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _tag_problems(series: pd.Series, check_tags: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(blank, invalid) per row for a text categorical.
+
+    What line protocol cannot carry is invalid whatever `check_tags` says; `check_tags`
+    (ENABLE_VALIDATION) adds only the business rules: other control characters, length.
+    """
     cats = [str(c) for c in series.cat.categories]
     blank = np.array([c.strip() == "" for c in cats], dtype=bool)
     invalid = np.array(
         [
-            bool(_CONTROL.search(c)) or c.endswith("\\") or len(c.encode()) > MAX_TAG_BYTES
+            unrepresentable(c)
+            or (check_tags and (bool(_CONTROL.search(c)) or len(c.encode()) > MAX_TAG_BYTES))
             for c in cats
         ],
         dtype=bool,
@@ -287,16 +311,15 @@ def prepare(frame: pd.DataFrame, dataset: str, *, check_tags: bool = True) -> Pr
     blank_required = np.zeros(n, dtype=bool)
     invalid = np.zeros(n, dtype=bool)
     for column, series in tags.items():
-        blank, bad = _tag_problems(series)
+        blank, bad = _tag_problems(series, check_tags)
         if column in ("region", dim):
             blank_required |= blank
         invalid |= bad
     if unit is not None:
-        blank_unit, bad_unit = _tag_problems(unit)
+        blank_unit, bad_unit = _tag_problems(unit, check_tags)
         invalid |= bad_unit
     flag(blank_required, "missing_tag")
-    if check_tags:
-        flag(invalid, "invalid_tag")
+    flag(invalid, "invalid_tag")
     if unit is not None:
         flag(blank_unit, "missing_unit")
 
@@ -443,7 +466,8 @@ def series_ids(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.
     ids, uniques = pd.factorize(combined)
     first = np.zeros(len(uniques), dtype=np.int64)
     first[ids[::-1]] = np.arange(len(ids) - 1, -1, -1)  # first row of each id
-    values = frame.iloc[first][columns].astype(str).reset_index(drop=True)
+    # Python's str per value: numpy's fixed-width strings would drop trailing NULs.
+    values = frame.iloc[first][columns].reset_index(drop=True).astype(object).map(str)
     return ids.astype(np.int32), values
 
 

@@ -4,15 +4,21 @@ Debian ships InfluxDB 1.x, which has ``/write`` and ``/query`` but not the v2 AP
 ``influxdb-client`` speaks (and that Timestream for InfluxDB serves in production). This
 gateway translates the part of v2 the project uses: writes, health, orgs and buckets. Flux is
 not translated; reads for verification use InfluxQL over ``/query``, passed through unchanged.
+
+The 1.x server runs with auth on: the gateway logs in to it with the admin credentials from
+its environment, and accepts only clients with the token (also from its environment, so
+neither shows on a command line).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import gzip
 import hashlib
 import hmac
 import json
+import os
 import re
 import sys
 import threading
@@ -23,6 +29,8 @@ import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from ons_pipeline.resources.influxql import quote_identifier
 
 UPSTREAM_TIMEOUT_SECONDS = 30.0
 _PRECISIONS = {"ns": "n", "us": "u", "ms": "ms", "s": "s"}
@@ -39,6 +47,11 @@ _GO_DURATION_SECONDS = {
 }
 # 1.x keeps every database's default policy under this name; 2.x's DBRP mapping expects it.
 _RETENTION_POLICY = "autogen"
+TOKEN_ENV = "ONS_GATEWAY_TOKEN"  # nosec B105  # a variable's name, not a secret
+UPSTREAM_USERNAME_ENV = "ONS_GATEWAY_UPSTREAM_USERNAME"
+UPSTREAM_PASSWORD_ENV = "ONS_GATEWAY_UPSTREAM_PASSWORD"  # nosec B105  # a variable's name, not a secret
+# 1.x credentials in a query string; a client's are never passed on (the gateway logs in).
+_CREDENTIAL_PARAMS = frozenset({"u", "p"})
 
 
 class GatewayError(Exception):
@@ -64,21 +77,15 @@ def parse_go_duration(text: str) -> int:
     return round(sum(float(n) * _GO_DURATION_SECONDS[u] for n, u in parts))
 
 
-def quote_ident(name: str) -> str:
-    """An InfluxQL double-quoted identifier."""
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def quote_string(value: str) -> str:
-    """An InfluxQL single-quoted string literal."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 class Upstream:
     """The 1.x server: raw HTTP plus the few InfluxQL statements buckets need."""
 
-    def __init__(self, base_url: str) -> None:
+    def __init__(self, base_url: str, username: str = "", password: str = "") -> None:  # nosec B107  # empty: no credentials
         self.base_url = base_url.rstrip("/")
+        self._auth: dict[str, str] = {}
+        if username:  # influxd with auth on: every request logs in as this user
+            credentials = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._auth = {"Authorization": f"Basic {credentials}"}
 
     def request(
         self,
@@ -89,10 +96,13 @@ class Upstream:
     ) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body; 4xx/5xx are returned, unreachable raises GatewayError."""
         req = urllib.request.Request(
-            self.base_url + path_and_query, data=body, method=method, headers=headers or {}
+            self.base_url + path_and_query,
+            data=body,
+            method=method,
+            headers={**(headers or {}), **self._auth},
         )
         try:
-            with urllib.request.urlopen(req, timeout=UPSTREAM_TIMEOUT_SECONDS) as resp:
+            with urllib.request.urlopen(req, timeout=UPSTREAM_TIMEOUT_SECONDS) as resp:  # nosec B310  # http(s) URL from config
                 return resp.status, dict(resp.headers.items()), resp.read()
         except urllib.error.HTTPError as err:
             return err.code, dict(err.headers.items()), err.read()
@@ -125,7 +135,7 @@ class Upstream:
 
     def default_retention(self, database: str) -> tuple[int, int]:
         """(retention seconds, shard group seconds) of the database's default policy."""
-        series = self.influxql(f"SHOW RETENTION POLICIES ON {quote_ident(database)}")
+        series = self.influxql(f"SHOW RETENTION POLICIES ON {quote_identifier(database)}")
         for s in series:
             columns = s["columns"]
             for row in s.get("values") or []:
@@ -160,8 +170,10 @@ def _upstream_error_text(raw: bytes) -> str:
 class Gateway:
     """The translation itself, independent of the HTTP server plumbing."""
 
-    def __init__(self, upstream: str, token: str, org: str) -> None:
-        self.upstream = Upstream(upstream)
+    def __init__(  # nosec B107  # empty: no credentials
+        self, upstream: str, token: str, org: str, username: str = "", password: str = ""
+    ) -> None:
+        self.upstream = Upstream(upstream, username, password)
         self.token = token
         self.org = org
         self.org_id = stable_id("org", org)
@@ -312,14 +324,14 @@ class Gateway:
                 )
             duration = f"{every}s" if every else "INF"
             self.upstream.influxql(
-                f"CREATE DATABASE {quote_ident(name)} WITH DURATION {duration} "
-                f"NAME {quote_ident(_RETENTION_POLICY)}"
+                f"CREATE DATABASE {quote_identifier(name)} WITH DURATION {duration} "
+                f"NAME {quote_identifier(_RETENTION_POLICY)}"
             )
         return self.bucket_json(name)
 
     def delete_bucket(self, bucket_id: str) -> None:
         name = self.get_bucket(bucket_id)["name"]
-        self.upstream.influxql(f"DROP DATABASE {quote_ident(name)}")
+        self.upstream.influxql(f"DROP DATABASE {quote_identifier(name)}")
 
     def health(self) -> tuple[int, dict[str, Any]]:
         body: dict[str, Any] = {"name": "influxdb", "checks": [], "commit": ""}
@@ -470,7 +482,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
         self, method: str, raw_query: str, headers: dict[str, str], body: bytes
     ) -> None:
         forward = {k: v for k, v in headers.items() if k in ("content-type", "accept")}
-        suffix = f"?{raw_query}" if raw_query else ""
+        params = urllib.parse.parse_qsl(raw_query, keep_blank_values=True)
+        kept = urllib.parse.urlencode([(k, v) for k, v in params if k not in _CREDENTIAL_PARAMS])
+        suffix = f"?{kept}" if kept else ""
         status, upstream_headers, raw = self.server.gateway.upstream.request(
             method, f"/query{suffix}", body if method == "POST" else None, forward
         )
@@ -490,11 +504,19 @@ class GatewayServer(ThreadingHTTPServer):
         self.verbose = verbose
 
 
-def make_server(
-    host: str, port: int, upstream: str, token: str, org: str, verbose: bool = False
+def make_server(  # nosec B107  # empty: no credentials
+    host: str,
+    port: int,
+    upstream: str,
+    token: str,
+    org: str,
+    verbose: bool = False,
+    upstream_username: str = "",
+    upstream_password: str = "",
 ) -> GatewayServer:
     """A bound server (port 0 picks a free one); call ``serve_forever`` to run it."""
-    return GatewayServer((host, port), Gateway(upstream, token, org), verbose=verbose)
+    gateway = Gateway(upstream, token, org, upstream_username, upstream_password)
+    return GatewayServer((host, port), gateway, verbose=verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -504,12 +526,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--upstream", required=True, help="1.x base URL, e.g. http://127.0.0.1:8186"
     )
-    parser.add_argument("--token", required=True)
     parser.add_argument("--org", default="ons-energy")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
+        parser.error(f"set the clients' token in the environment variable {TOKEN_ENV}")
     server = make_server(
-        args.listen_host, args.listen_port, args.upstream, args.token, args.org, args.verbose
+        args.listen_host,
+        args.listen_port,
+        args.upstream,
+        token,
+        args.org,
+        args.verbose,
+        upstream_username=os.environ.get(UPSTREAM_USERNAME_ENV, ""),
+        upstream_password=os.environ.get(UPSTREAM_PASSWORD_ENV, ""),
     )
     try:
         server.serve_forever()

@@ -14,16 +14,22 @@
    `POST /moto-api/ons/timestream/records?database=&table=` takes an Arrow IPC stream of rows
    in the table model, for seeding large tables (benchmarks) without a million WriteRecords.
 
+It also answers only the developer's own programs, not web pages open in their browser: moto's
+global CORS is off (no preflight is granted), a request carrying an ``Origin`` header (which
+browsers add and AWS SDKs never send) is refused, and so is one whose ``Host`` is not the
+loopback address it listens on (DNS rebinding).
+
     python -m ons_pipeline.local.moto_server -H 127.0.0.1 -p 5000
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 import urllib.parse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from moto.core import DEFAULT_ACCOUNT_ID
@@ -44,7 +50,11 @@ from ons_pipeline.local.timestream_engine import (
     TimestreamValidationError,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
 MOTO_URL_ENV = "ONS_STACK_MOTO_URL"
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def describe_endpoints(self: TimestreamWriteBackend) -> dict[str, Any]:
@@ -135,11 +145,49 @@ def apply_fixes() -> None:
     )
 
 
-def main(argv: list[str]) -> None:
-    apply_fixes()
-    from moto.server import main as moto_main
+class LocalOnly:
+    """WSGI middleware: refuse browsers (``Origin``) and foreign ``Host`` names with 403."""
 
-    moto_main(argv)
+    def __init__(self, app: Callable[..., Iterable[bytes]], port: int) -> None:
+        self.app = app
+        self.hosts = {f"{name}:{port}" for name in _LOOPBACK_NAMES}
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        reason = None
+        if environ.get("HTTP_ORIGIN") is not None:
+            reason = "cross-origin requests are refused by the local AWS endpoint"
+        elif environ.get("HTTP_HOST", "").lower() not in self.hosts:
+            reason = "the local AWS endpoint answers only on its loopback address"
+        if reason is None:
+            return self.app(environ, start_response)
+        body = reason.encode()
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-H", "--host", default="127.0.0.1")
+    parser.add_argument("-p", "--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    apply_fixes()
+    from moto.moto_server import werkzeug_app
+    from werkzeug.serving import run_simple
+
+    # No blanket Access-Control-Allow-Origin on every answer (moto.settings read it at import).
+    werkzeug_app.DISABLE_GLOBAL_CORS = True
+    app = LocalOnly(
+        werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app), args.port
+    )
+    run_simple(
+        args.host, args.port, app, threaded=True, request_handler=werkzeug_app.MotoRequestHandler
+    )
 
 
 if __name__ == "__main__":

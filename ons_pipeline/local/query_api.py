@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
+import subprocess  # nosec B404  # argv lists only, never a shell
 import sys
 import time
 import urllib.error
@@ -74,7 +74,7 @@ def _is_api(pid: int) -> bool:
 
 def _healthy(url: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # nosec B310  # http(s) URL from config
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -104,7 +104,7 @@ def start_api(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # nosec B603  # argv list, no shell
             [*argv, "--no-access-log", "--log-level", "warning"],
             stdin=subprocess.DEVNULL,
             stdout=log,

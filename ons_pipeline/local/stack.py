@@ -6,30 +6,35 @@ code paths as production; only the endpoints differ (see ARCHITECTURE.md section
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
-import subprocess
+import subprocess  # nosec B404  # argv lists only, never a shell
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from ons_pipeline.local import influx_gateway
 from ons_pipeline.resources import defaults
+from ons_pipeline.resources.influxql import quote_identifier, quote_string
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from types import TracebackType
 
 AWS_FAKE_CREDENTIAL = "testing"
-INFLUXDB_TOKEN_SECRET_NAME = "ons/influxdb/token"
+INFLUXDB_TOKEN_SECRET_NAME = "ons/influxdb/token"  # nosec B105  # a secret's name, not a secret
 ALERT_EMAIL = "admin@example.com"
 # Energy series are kept seven years, as in production.
 INFLUXDB_RETENTION_SECONDS = 7 * 365 * 24 * 3600
@@ -40,6 +45,12 @@ INSTALL_HINT = (
     "directly)"
 )
 _STATE_FILE = "stack.json"
+# Per-stack secrets (InfluxDB token, influxd password, Lambda endpoint secret), made once.
+_SECRETS_FILE = "secrets.json"
+_SECRET_NAMES = ("influxdb_token", "influxd_password", "lambda_secret")
+# Recorded in stack.json: a stack started before its servers took these secrets is restarted.
+_STATE_VERSION = 2
+INFLUXD_USER = "ons-admin"  # influxd's admin (1.x user, or 2.x onboarding user)
 # What each process's command line contains, so `down` never signals a recycled pid.
 _CMDLINE_MARKERS = {
     "moto": "ons_pipeline.local.moto_server",
@@ -47,12 +58,20 @@ _CMDLINE_MARKERS = {
     "gateway": "influx_gateway",
     "lambda": "launcher.local_lambda",
 }
-_INFLUX2_USER = "ons-admin"
-_INFLUX2_PASSWORD = "ons-local-password"  # local fake credential, like the token
 
 
 class StackError(RuntimeError):
     """The local stack could not start, stop or bootstrap; the message says why."""
+
+
+def write_private(path: Path, text: str) -> Path:
+    """Write `text` to `path` readable by its owner only (0600), whatever was there before."""
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an existing file keeps its mode on open
+        handle.write(text)
+    return path
 
 
 def free_port() -> int:
@@ -97,13 +116,13 @@ def ensure_influxd() -> str:
         raise StackError(f"influxd is not installed. Install it: {INSTALL_HINT}")
     apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "influxdb"]
-    result = subprocess.run(install, env=apt_env, capture_output=True, text=True, check=False)
+    result = subprocess.run(install, env=apt_env, capture_output=True, text=True, check=False)  # nosec B603  # argv list, no shell
     if result.returncode != 0:
         # The package lists may be stale or absent (fresh containers): refresh only then.
-        subprocess.run(
+        subprocess.run(  # nosec B603 B607  # argv list, no shell; system tool on PATH
             ["apt-get", "update"], env=apt_env, capture_output=True, text=True, check=False
         )
-        result = subprocess.run(install, env=apt_env, capture_output=True, text=True, check=False)
+        result = subprocess.run(install, env=apt_env, capture_output=True, text=True, check=False)  # nosec B603  # argv list, no shell
     found = shutil.which("influxd") or (
         "/usr/bin/influxd" if Path("/usr/bin/influxd").exists() else None
     )
@@ -115,7 +134,7 @@ def ensure_influxd() -> str:
 
 def influxd_major_version(influxd: str) -> int:
     """1 or 2, from ``influxd version``."""
-    result = subprocess.run(
+    result = subprocess.run(  # nosec B603  # argv list, no shell
         [influxd, "version"], capture_output=True, text=True, timeout=30, check=False
     )
     match = re.search(r"\bv?(\d+)\.\d+", result.stdout + result.stderr)
@@ -147,7 +166,7 @@ def _pid_cmdline(pid: int) -> str:
         with contextlib.suppress(OSError):
             return proc.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         return ""
-    result = subprocess.run(
+    result = subprocess.run(  # nosec B603 B607  # argv list, no shell; system tool on PATH
         ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
     )
     return result.stdout
@@ -165,7 +184,7 @@ def _set_parent_death_signal() -> None:
 def _http_status(url: str, timeout: float = 2.0) -> int | None:
     """The HTTP status the URL answers with, or None when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # nosec B310  # http(s) URL from config
             return resp.status
     except urllib.error.HTTPError as err:
         return err.code
@@ -212,11 +231,14 @@ class LocalStack:
         influx_port: int | None = None,
         gateway_port: int | None = None,
         detach: bool = False,
-        token: str = defaults.INFLUXDB_LOCAL_TOKEN,
+        token: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.detach = detach
-        self.token = token
+        self._token_override = token
+        self.token = token or ""
+        self.influxd_password = ""  # nosec B105  # set from secrets.json at start
+        self.lambda_secret = ""  # nosec B105  # set from secrets.json at start
         self.org = defaults.INFLUXDB_ORG
         self.region = defaults.AWS_REGION
         self._requested = {"moto": moto_port, "influx": influx_port, "gateway": gateway_port}
@@ -288,7 +310,18 @@ class LocalStack:
             "INFLUXDB_TOKEN": self.token,
             "INFLUXDB_TOKEN_SECRET_NAME": INFLUXDB_TOKEN_SECRET_NAME,
             **(
-                {defaults.LAMBDA_ENDPOINT_URL_ENV: self.lambda_url}
+                {
+                    "INFLUXDB_QUERY_USERNAME": INFLUXD_USER,
+                    "INFLUXDB_QUERY_PASSWORD": self.influxd_password,
+                }
+                if self.influx_major < 2
+                else {}
+            ),
+            **(
+                {
+                    defaults.LAMBDA_ENDPOINT_URL_ENV: self.lambda_url,
+                    defaults.LAMBDA_ENDPOINT_SECRET_ENV: self.lambda_secret,
+                }
                 if "lambda" in self.ports
                 else {}
             ),
@@ -298,18 +331,17 @@ class LocalStack:
         """Write ``env`` as a ``.env`` that ``dagster dev`` loads from the project root."""
         lines = [
             "# Generated by `ons-stack up`: points the project at the local stack.",
-            "# Holds only local fake credentials; regenerate rather than edit.",
+            "# Holds this stack's secrets (owner-only, 0600); regenerate rather than edit.",
             *(f"{key}={value}" for key, value in self.env.items()),
         ]
-        path = Path(path)
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return write_private(path, "\n".join(lines) + "\n")
 
     def start(self) -> LocalStack:
         """Start (or, detached, reuse) the servers and bootstrap them."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(exist_ok=True)
+        self._make_state_dir()
+        self.log_dir.mkdir(mode=0o700, exist_ok=True)
         with self._lock():
+            self._load_secrets()
             if self.detach and self._adopt_running():
                 self.reused = True
             else:
@@ -360,10 +392,34 @@ class LocalStack:
         except (OSError, ValueError):
             return None
 
+    def _make_state_dir(self) -> None:
+        """The state dir holds the stack's secrets and data: its owner's only (0700)."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+
+    def _load_secrets(self) -> None:
+        """This stack's random secrets, kept 0600 in the state dir.
+
+        Made on first start, then reused: influxd keeps its users, clients keep the token.
+        """
+        path = self.state_dir / _SECRETS_FILE
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError):
+            stored = {}
+        values = {name: stored.get(name) or secrets.token_urlsafe(32) for name in _SECRET_NAMES}
+        if self._token_override:
+            values["influxdb_token"] = self._token_override
+        if values != stored:
+            write_private(path, json.dumps(values, indent=2) + "\n")
+        self.token = values["influxdb_token"]
+        self.influxd_password = values["influxd_password"]
+        self.lambda_secret = values["lambda_secret"]
+
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Serialise concurrent ``up``/``down`` on one state dir."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._make_state_dir()
         with (self.state_dir / ".lock").open("w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -390,8 +446,8 @@ class LocalStack:
             return False
         if not all(self._recorded_alive(n, p) for n, p in state["pids"].items()):
             return False
-        if "lambda" not in state["ports"]:
-            return False  # recorded by a version of the stack without the Lambda endpoint
+        if "lambda" not in state["ports"] or state.get("version") != _STATE_VERSION:
+            return False  # recorded by an older stack (no Lambda endpoint, or no auth)
         urls = self._urls(state["ports"])
         if _http_status(urls["moto"]) is None or _http_status(f"{urls['influxd']}/ping") != 204:
             return False
@@ -400,17 +456,17 @@ class LocalStack:
         self.ports = dict(state["ports"])
         self.pids = dict(state["pids"])
         self.influx_major = state["influx_major"]
-        self.token = state.get("token", self.token)
         return True
 
     def _write_state(self) -> None:
+        """Ports and pids only (secrets stay in secrets.json); owner-only all the same."""
         state = {
+            "version": _STATE_VERSION,
             "ports": self.ports,
             "pids": self.pids,
             "influx_major": self.influx_major,
-            "token": self.token,
         }
-        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+        write_private(self.state_file, json.dumps(state, indent=2) + "\n")
 
     def _pick_port(self, name: str) -> int:
         requested = self._requested.get(name)
@@ -427,7 +483,7 @@ class LocalStack:
         log = (self.log_dir / f"{name}.log").open("ab")
         self._logs.append(log)
         on_linux = sys.platform.startswith("linux")
-        proc = subprocess.Popen(
+        proc = subprocess.Popen(  # nosec B603  # argv list, no shell
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -471,6 +527,7 @@ class LocalStack:
         moto_env = {
             **os.environ,
             "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+            "MOTO_DISABLE_GLOBAL_CORS": "true",  # moto_server.py enforces it as well
             "ONS_STACK_MOTO_URL": self.moto_url,  # read by moto_server.py
         }
         self._spawn(
@@ -497,6 +554,7 @@ class LocalStack:
         if self.influx_major >= 2:
             self._setup_influx2()
             return
+        self._ensure_influxd_admin()
         self._spawn(
             "gateway",
             [
@@ -509,11 +567,16 @@ class LocalStack:
                 str(self.ports["gateway"]),
                 "--upstream",
                 self.influxd_url,
-                "--token",
-                self.token,
                 "--org",
                 self.org,
             ],
+            env={
+                **os.environ,
+                # Secrets through the environment: a command line is visible to `ps`.
+                influx_gateway.TOKEN_ENV: self.token,
+                influx_gateway.UPSTREAM_USERNAME_ENV: INFLUXD_USER,
+                influx_gateway.UPSTREAM_PASSWORD_ENV: self.influxd_password,
+            },
         )
         self._wait_ready("gateway", f"{self.influxdb_url}/ready", (200,))
 
@@ -525,7 +588,7 @@ class LocalStack:
     def _start_lambda_endpoint(self) -> None:
         self.ports["lambda"] = self._pick_port("lambda")
         # The handler and its run workers reach moto through the stack's own environment.
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env}  # holds the endpoint's secret (never on argv)
         argv = [sys.executable, "-m", "ons_pipeline.platform.launcher.local_lambda"]
         self._spawn("lambda", [*argv, "--port", str(self.ports["lambda"])], env=env)
         self._wait_ready("lambda", self.lambda_url, (200,))
@@ -575,7 +638,7 @@ bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
 [http]
   enabled = true
   bind-address = {q(f"127.0.0.1:{self.ports['influx']}")}
-  auth-enabled = false
+  auth-enabled = true
   log-enabled = false
   pprof-enabled = false
 
@@ -587,16 +650,55 @@ bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
   log-enabled = false
 """
 
+    def _influxd_query(self, statement: str, authenticated: bool = True) -> tuple[int, str]:
+        """POST one InfluxQL statement to influxd 1.x: (HTTP status, error text or "")."""
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if authenticated:
+            basic = f"{INFLUXD_USER}:{self.influxd_password}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(basic).decode()
+        body = urllib.parse.urlencode({"q": statement}).encode()
+        request = urllib.request.Request(
+            f"{self.influxd_url}/query", data=body, headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as resp:  # nosec B310  # http(s) URL from config
+                result = json.load(resp)["results"][0]
+                return resp.status, str(result.get("error") or "")
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(errors="replace")
+
+    def _ensure_influxd_admin(self) -> None:
+        """Create influxd's admin user on first start, then check the stack can log in.
+
+        influxd runs with auth on; while it has no admin it accepts that one statement
+        unauthenticated.
+        """
+        status, error = self._influxd_query("SHOW USERS")
+        if status == 200 and not error:
+            return
+        create = (
+            f"CREATE USER {quote_identifier(INFLUXD_USER)} WITH PASSWORD "
+            f"{quote_string(self.influxd_password)} WITH ALL PRIVILEGES"
+        )
+        self._influxd_query(create, authenticated=False)
+        status, error = self._influxd_query("SHOW USERS")
+        if status != 200 or error:
+            raise StackError(
+                f"influxd at {self.influxd_url} refuses this stack's credentials ({status} "
+                f"{error.strip()}); its users were made by another stack: delete "
+                f"{self.state_dir / 'influxdb'} to start its data afresh"
+            )
+
     def _setup_influx2(self) -> None:
         """One-time onboarding of a 2.x influxd with the local org and token."""
         setup_url = f"{self.influxd_url}/api/v2/setup"
-        with urllib.request.urlopen(setup_url, timeout=10) as resp:
+        with urllib.request.urlopen(setup_url, timeout=10) as resp:  # nosec B310  # http(s) URL from config
             if not json.load(resp).get("allowed"):
                 return
         body = json.dumps(
             {
-                "username": _INFLUX2_USER,
-                "password": _INFLUX2_PASSWORD,
+                "username": INFLUXD_USER,
+                "password": self.influxd_password,
                 "org": self.org,
                 "bucket": defaults.INFLUXDB_BUCKETS[0],
                 "token": self.token,
@@ -606,7 +708,7 @@ bind-address = {q(f"127.0.0.1:{self.ports['rpc']}")}
         req = urllib.request.Request(
             setup_url, data=body, method="POST", headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(req, timeout=30):
+        with urllib.request.urlopen(req, timeout=30):  # nosec B310  # http(s) URL from config
             pass
 
     def _stop_started(self) -> None:

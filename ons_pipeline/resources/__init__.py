@@ -97,6 +97,13 @@ def default_resources() -> dict[str, Any]:
             token=EnvVar("INFLUXDB_TOKEN") if os.environ.get("INFLUXDB_TOKEN") else None,
             token_secret_name=_setting("INFLUXDB_TOKEN_SECRET_NAME", "ons/influxdb/token"),
             query_url=_setting("INFLUXDB_QUERY_URL", "") or None,
+            # InfluxQL reads from a 1.x influxd log in as its user (the local stack's).
+            query_username=_setting("INFLUXDB_QUERY_USERNAME", "") or None,
+            query_password=(
+                EnvVar("INFLUXDB_QUERY_PASSWORD")
+                if os.environ.get("INFLUXDB_QUERY_PASSWORD")
+                else None
+            ),
             bucket=_setting("INFLUXDB_BUCKET", "") or None,
             max_batch_size=int(os.environ.get("MAX_BATCH_SIZE") or 5000),
             max_retries=int(os.environ.get("MAX_RETRIES") or 3),

@@ -37,6 +37,9 @@ LAMBDA_RUN_WORKER_FUNCTION: Final = "ons-run-worker"  # ONS_LAMBDA_FUNCTION
 LAMBDA_TIMEOUT_SECONDS: Final = 900  # Lambda's maximum; longer jobs are routed elsewhere
 LAMBDA_MEMORY_MB: Final = 3008
 LAMBDA_ENDPOINT_URL_ENV: Final = "ONS_LAMBDA_ENDPOINT_URL"  # set by the local stack only
+# The local endpoint runs code only for callers that send the stack's secret in this header.
+LAMBDA_ENDPOINT_SECRET_ENV: Final = "ONS_LAMBDA_ENDPOINT_SECRET"  # local stack only
+LAMBDA_ENDPOINT_SECRET_HEADER: Final = "X-Ons-Lambda-Secret"
 ALERT_TOPIC_NAME: Final = "ons-pipeline-alerts"  # ONS_ALERT_TOPIC_ARN holds the full ARN
 METRICS_NAMESPACE_SALES: Final = "ONS/Sales"
 
@@ -45,7 +48,6 @@ TIMESTREAM_TABLES: Final = ("generation", "consumption", "transmission")
 
 INFLUXDB_ORG: Final = "ons-energy"  # INFLUXDB_ORG
 INFLUXDB_BUCKETS: Final = ("generation_data", "consumption_data", "transmission_data")
-INFLUXDB_LOCAL_TOKEN: Final = "ons-local-dev-token"  # INFLUXDB_TOKEN (local stack only)
 
 SOURCE_TABLES: Final = (
     "sales_order",

@@ -7,6 +7,7 @@ until the lines the server refuses are isolated and reported, never skipped.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
 import random
@@ -93,6 +94,13 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
     query_url: str | None = Field(
         default=None,
         description="Base URL serving InfluxQL `/query` (INFLUXDB_QUERY_URL); default `url`.",
+    )
+    query_username: str | None = Field(
+        default=None,
+        description="InfluxDB 1.x user for `/query` (INFLUXDB_QUERY_USERNAME); unset: the token.",
+    )
+    query_password: str | None = Field(
+        default=None, description="That user's password (INFLUXDB_QUERY_PASSWORD)."
     )
     bucket: str | None = Field(
         default=None,
@@ -334,7 +342,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
                     f"{attempt + 1} attempts: {problem}"
                 )
             delay = self.backoff_seconds * (2**attempt)
-            time.sleep(delay + random.uniform(0, delay / 2))
+            time.sleep(delay + random.uniform(0, delay / 2))  # nosec B311  # backoff jitter, not a secret
             attempt += 1
             outcome.retries += 1
 
@@ -352,18 +360,19 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             InfluxQLError: the server refused the statement.
         """
         base = (self.query_url or self.url).rstrip("/")
+        if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
+            raise ValueError(f"InfluxDB query URL must be http(s): {base!r}")
         query = {"db": database, "q": statement, "epoch": "ns"}
         if params:
             query["params"] = json.dumps(params)
         params_qs = urllib.parse.urlencode(query)
         request = urllib.request.Request(
-            f"{base}/query?{params_qs}",
-            headers={"Authorization": f"Token {self.resolved_token()}"},
+            f"{base}/query?{params_qs}", headers={"Authorization": self._query_authorization()}
         )
 
         def attempt_once() -> dict[str, Any]:
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout_ms / 1000) as response:
+                with urllib.request.urlopen(request, timeout=self.timeout_ms / 1000) as response:  # nosec B310  # http(s) URL from config
                     return json.load(response)
             except urllib.error.HTTPError as error:
                 if error.code != 429 and error.code < 500:
@@ -389,6 +398,13 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         if "error" in result:
             raise InfluxQLError(f"InfluxQL error: {result['error']}")
         return result.get("series", [])
+
+    def _query_authorization(self) -> str:
+        """Basic auth for a 1.x server's own users (the local influxd), else the v2 token."""
+        if self.query_username:
+            credentials = f"{self.query_username}:{self.query_password or ''}".encode()
+            return "Basic " + base64.b64encode(credentials).decode()
+        return f"Token {self.resolved_token()}"
 
     def teardown_after_execution(self, context: Any) -> None:
         if self._client is not None:

@@ -157,7 +157,7 @@ class TimestreamResource(ResourceWithBoto3Configuration):
                     f"{attempt + 1} attempts: {problem}"
                 )
             delay = self.backoff_seconds * (2**attempt)
-            time.sleep(delay + random.uniform(0, delay))
+            time.sleep(delay + random.uniform(0, delay))  # nosec B311  # backoff jitter, not a secret
             attempt += 1
             result.retries += 1
 

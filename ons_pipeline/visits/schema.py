@@ -82,4 +82,5 @@ CHECKPOINT_SCHEMA: Final = pa.schema(
         pa.field("timestamp", pa.timestamp("us", tz="UTC"), nullable=False),
     ]
 )
-assert tuple(CHECKPOINT_SCHEMA.names) == EVENT_COLUMNS
+if tuple(CHECKPOINT_SCHEMA.names) != EVENT_COLUMNS:
+    raise RuntimeError("CHECKPOINT_SCHEMA and EVENT_COLUMNS must list the same columns")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import stat
 import threading
 import urllib.error
 import urllib.parse
@@ -18,7 +20,7 @@ from influxdb_client import BucketRetentionRules, InfluxDBClient, Point, WritePr
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from ons_pipeline.local.influx_gateway import make_server, quote_ident
+from ons_pipeline.local.influx_gateway import make_server
 from ons_pipeline.local.stack import (
     INFLUXDB_RETENTION_SECONDS,
     INFLUXDB_TOKEN_SECRET_NAME,
@@ -26,6 +28,7 @@ from ons_pipeline.local.stack import (
     free_port,
 )
 from ons_pipeline.resources import defaults
+from ons_pipeline.resources.influxql import quote_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -49,15 +52,24 @@ def influx(stack_env: dict[str, str]) -> Iterator[InfluxDBClient]:
         yield client
 
 
+def basic_auth(env: dict[str, str]) -> dict[str, str]:
+    """The raw influxd's credentials, as the stack gives them to its readers."""
+    pair = f"{env['INFLUXDB_QUERY_USERNAME']}:{env['INFLUXDB_QUERY_PASSWORD']}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+
+
 def influxql(env: dict[str, str], statement: str, db: str = "generation_data") -> dict[str, Any]:
     params = urllib.parse.urlencode({"db": db, "epoch": "ns", "q": statement})
-    with urllib.request.urlopen(f"{env['INFLUXDB_QUERY_URL']}/query?{params}") as resp:
+    request = urllib.request.Request(
+        f"{env['INFLUXDB_QUERY_URL']}/query?{params}", headers=basic_auth(env)
+    )
+    with urllib.request.urlopen(request) as resp:
         return json.load(resp)
 
 
 def select_all(env: dict[str, str], measurement: str) -> list[dict[str, Any]]:
     """Every row of the measurement, as column -> value dicts (absent columns dropped)."""
-    result = influxql(env, f"SELECT * FROM {quote_ident(measurement)}")["results"][0]
+    result = influxql(env, f"SELECT * FROM {quote_identifier(measurement)}")["results"][0]
     assert "error" not in result, result
     rows = []
     for series in result.get("series", []):
@@ -268,7 +280,9 @@ def test_gzip_writes(stack_env: dict[str, str]) -> None:
     assert bad_status == 400
     assert json.loads(bad_body)["code"] == "invalid"
 
-    result = influxql(stack_env, f"SELECT * FROM {quote_ident(measurement)}", db="consumption_data")
+    result = influxql(
+        stack_env, f"SELECT * FROM {quote_identifier(measurement)}", db="consumption_data"
+    )
     assert result["results"][0]["series"][0]["values"] == [
         [1700000000000000001, "v", 2.0],
         [1700000000000000002, "w", 3.0],
@@ -434,6 +448,9 @@ def test_detached_stack_is_reused_and_stopped_from_its_state_dir(
     first = LocalStack(tmp_path / "stack", detach=True)
     try:
         first.start()
+        # Ports and pids only, owner-only; the secrets live in secrets.json (0600).
+        assert stat.S_IMODE(first.state_file.stat().st_mode) == 0o600
+        assert first.token not in first.state_file.read_text()
         second = LocalStack(tmp_path / "stack", detach=True).start()
         assert second.reused
         assert second.pids == first.pids

@@ -5,6 +5,7 @@ id, instance ref) rather than run config, so the worker loads the code location,
 run from the shared instance and writes every event back to it.
 """
 
+import os
 import threading
 import time
 import uuid
@@ -157,9 +158,10 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
                     read_timeout=self.read_timeout,
                 )
                 endpoint = self.endpoint_url if service == "lambda" else None
-                self._clients[service] = session.client(
-                    service, endpoint_url=endpoint, config=config
-                )
+                client = session.client(service, endpoint_url=endpoint, config=config)
+                if endpoint:
+                    _send_endpoint_secret(client)
+                self._clients[service] = client
             return self._clients[service]
 
     def function_for_run(self, run: DagsterRun) -> str:
@@ -333,6 +335,22 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         if record is None or record.start_time is None:
             return None
         return record.start_time + self.function_timeout_seconds
+
+
+def _send_endpoint_secret(client: Any) -> None:
+    """Add the local endpoint's secret (from the environment, as the stack's .env sets it).
+
+    Only for an explicit endpoint_url: the local stack's Lambda endpoint refuses callers
+    without it, the way AWS refuses an unsigned request. Production sends nothing extra.
+    """
+    secret = os.environ.get(defaults.LAMBDA_ENDPOINT_SECRET_ENV)
+    if not secret:
+        return
+
+    def add_header(request: Any, **_: Any) -> None:
+        request.headers[defaults.LAMBDA_ENDPOINT_SECRET_HEADER] = secret
+
+    client.meta.events.register("before-sign.lambda", add_header)
 
 
 def _error_code(error: Exception) -> str:

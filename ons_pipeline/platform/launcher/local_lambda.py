@@ -9,18 +9,25 @@ synchronous), the function's timeout (the whole group is killed, worker included
 GetFunctionConfiguration. Asynchronous invocations are not retried, matching the deployed
 function's event-invoke config (a retried run worker would find its run already started).
 
+Like AWS, which runs a function only for a SigV4-signed request, it runs code only for a
+caller that sends the endpoint's secret in the ``X-Ons-Lambda-Secret`` header (401 otherwise):
+the secret is ``ONS_LAMBDA_ENDPOINT_SECRET`` from its environment (the local stack makes one
+per stack and hands it to the launcher the same way), or a random one it makes itself.
+
 Start it with ``python -m ons_pipeline.platform.launcher.local_lambda --port N``; the local
 stack does (``ONS_LAMBDA_ENDPOINT_URL``).
 """
 
 import argparse
 import contextlib
+import hmac
 import importlib
 import json
 import os
 import re
+import secrets
 import signal
-import subprocess
+import subprocess  # nosec B404  # argv lists only, never a shell
 import sys
 import tempfile
 import threading
@@ -69,8 +76,13 @@ class LocalLambda:
         port: int = 0,
         region: str = defaults.AWS_REGION,
         env: dict[str, str] | None = None,
+        secret: str | None = None,
     ) -> None:
         functions = functions or [LocalFunction(defaults.LAMBDA_RUN_WORKER_FUNCTION)]
+        source = env if env is not None else os.environ
+        self.secret = (
+            secret or source.get(defaults.LAMBDA_ENDPOINT_SECRET_ENV) or secrets.token_urlsafe(32)
+        )
         self.functions = {f.name: f for f in functions}
         self.region = region
         self.env = env
@@ -113,6 +125,11 @@ class LocalLambda:
         match = _ARN.match(name_or_arn)
         return self.functions.get(match.group(1) if match else name_or_arn)
 
+    def authorized(self, headers: Any) -> bool:
+        """Whether the request carries this endpoint's secret (constant-time compare)."""
+        sent = headers.get(defaults.LAMBDA_ENDPOINT_SECRET_HEADER) or ""
+        return hmac.compare_digest(sent.encode(), self.secret.encode())
+
     def function_arn(self, function: LocalFunction) -> str:
         return f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{function.name}"
 
@@ -130,7 +147,7 @@ class LocalLambda:
         }
         with tempfile.TemporaryDirectory(prefix="ons-lambda-") as tmp:
             result_path = Path(tmp) / "result.json"
-            proc = subprocess.Popen(
+            proc = subprocess.Popen(  # nosec B603  # argv list, no shell
                 [sys.executable, "-m", _MODULE, "run-handler", function.handler, str(result_path)],
                 stdin=subprocess.PIPE,
                 env=env,
@@ -139,10 +156,10 @@ class LocalLambda:
             with self._lock:
                 self._procs.add(proc)
             try:
-                assert proc.stdin is not None
                 with contextlib.suppress(BrokenPipeError):
-                    proc.stdin.write(body)
-                    proc.stdin.close()
+                    if proc.stdin is not None:  # a pipe: asked for above
+                        proc.stdin.write(body)
+                        proc.stdin.close()
                 try:
                     proc.wait(timeout=function.timeout_seconds)
                 except subprocess.TimeoutExpired:
@@ -232,11 +249,27 @@ def _make_handler(endpoint: LocalLambda) -> type[BaseHTTPRequestHandler]:
                 headers={"x-amzn-ErrorType": code},
             )
 
+        def _refuse_unauthorized(self, request_id: str) -> bool:
+            """Answer 401 unless the caller sent the secret; True when refused."""
+            if endpoint.authorized(self.headers):
+                return False
+            self._error(
+                401,
+                "UnrecognizedClientException",
+                f"The local Lambda endpoint needs its secret in the "
+                f"{defaults.LAMBDA_ENDPOINT_SECRET_HEADER} header (the local stack's "
+                f"{defaults.LAMBDA_ENDPOINT_SECRET_ENV})",
+                request_id,
+            )
+            return True
+
         def do_GET(self) -> None:
             request_id = str(uuid.uuid4())
             match = _CONFIG_PATH.match(self.path.split("?")[0])
             if not match:
                 self._send(200, {"service": "local lambda"}, request_id)
+                return
+            if self._refuse_unauthorized(request_id):
                 return
             function = endpoint.resolve(match.group(1))
             if function is None:
@@ -269,6 +302,8 @@ def _make_handler(endpoint: LocalLambda) -> type[BaseHTTPRequestHandler]:
             request_id = str(uuid.uuid4())
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if self._refuse_unauthorized(request_id):
+                return
             match = _INVOKE_PATH.match(self.path.split("?")[0])
             if not match:
                 self._error(404, "UnknownOperationException", "Unknown operation", request_id)

@@ -83,6 +83,8 @@ class Lake:
             "org": self.env["INFLUXDB_ORG"],
             "token_secret_name": self.env["INFLUXDB_TOKEN_SECRET_NAME"],
             "query_url": self.env["INFLUXDB_QUERY_URL"],
+            "query_username": self.env.get("INFLUXDB_QUERY_USERNAME"),
+            "query_password": self.env.get("INFLUXDB_QUERY_PASSWORD"),
             "bucket": self.influx_bucket,
             "max_batch_size": 7,
         }
@@ -362,3 +364,31 @@ def test_zero_row_file_succeeds_with_zeros(lake: Lake) -> None:
         assert (metadata["rows"].value, metadata["rejected"].value) == (0, 0)
         assert metadata["dagster/row_count"].value == 0
     assert all(c.passed for c in result.get_asset_check_evaluations())
+
+
+def test_validation_off_still_refuses_line_protocol_injection(lake: Lake) -> None:
+    """ENABLE_VALIDATION=false: a newline in a tag cannot add a point to the bucket."""
+    t = BASE + pd.Timedelta(hours=9)
+    injected = 'north\nevil_measure,region=x value=666 1\ngeneration_data,region="'
+    regions = [injected, "cr\rlf", "ends\\", "a\\,b", "tab\there", "a\\b", "ctrl\x01char"]
+    frame = pd.DataFrame(
+        {
+            "timestamp": [t + pd.Timedelta(seconds=i) for i in range(len(regions))],
+            "region": regions,
+            "energy_source": ["wind"] * len(regions),
+            "value": [float(i) for i in range(len(regions))],
+            "unit": ["MW"] * len(regions),
+        }
+    )
+    key = lake.put("dataset=generation/year=2026/month=11/injection.parquet", frame)
+
+    result = lake.run(key, enable_validation=False)
+
+    assert result.success
+    meta = result.asset_materializations_for_node("energy__influxdb_points")[0].metadata
+    assert meta["rejected_by_reason"].value == {"invalid_tag": 4}
+    measurements = lake.influxdb().influxql(lake.influx_bucket, "SHOW MEASUREMENTS")
+    assert [row[0] for s in measurements for row in s["values"]] == ["generation_data"]
+    # Business rules are off: the tab and control character are written, verbatim.
+    got = {p["tags"]["region"]: p["fields"]["power_mw"] for p in lake.points("generation_data")}
+    assert got == {"tab\there": 4.0, "a\\b": 5.0, "ctrl\x01char": 6.0}

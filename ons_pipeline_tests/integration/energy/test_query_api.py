@@ -31,6 +31,7 @@ from ons_pipeline.local.query_api import ApiProcess, start_api
 from ons_pipeline.local.stack import LocalStack, StackError, free_port
 from ons_pipeline.resources import InfluxDBResource
 from ons_pipeline.resources.influxdb import InfluxDBCircuitOpenError, InfluxDBUnavailableError
+from ons_pipeline.resources.influxql import quote_identifier
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -163,6 +164,17 @@ def loaded(stack: LocalStack) -> dict[str, str]:
     )
     assert result.success
     return env
+
+
+def influx_reader(env: dict[str, str]) -> dict[str, Any]:
+    """InfluxDBResource settings that write through the gateway and read the raw influxd."""
+    return {
+        "url": env["INFLUXDB_URL"],
+        "token": env["INFLUXDB_TOKEN"],
+        "query_url": env["INFLUXDB_QUERY_URL"],
+        "query_username": env.get("INFLUXDB_QUERY_USERNAME"),
+        "query_password": env.get("INFLUXDB_QUERY_PASSWORD"),
+    }
 
 
 def api_env(env: dict[str, str], **overrides: str) -> dict[str, str]:
@@ -315,12 +327,10 @@ def test_invalid_requests_are_400_naming_the_field(api: ApiProcess, raw: bytes, 
 
 
 def count_points(env: dict[str, str]) -> int:
-    resource = InfluxDBResource(
-        url=env["INFLUXDB_URL"], token=env["INFLUXDB_TOKEN"], query_url=env["INFLUXDB_QUERY_URL"]
-    )
+    resource = InfluxDBResource(**influx_reader(env))
     total = 0
     for db in ("generation_data", "consumption_data", "transmission_data"):
-        series = resource.influxql(db, f'SELECT COUNT(*) FROM "{db}"')
+        series = resource.influxql(db, f"SELECT COUNT(*) FROM {quote_identifier(db)}")
         total += sum(v for v in series[0]["values"][0][1:] if v)
     return total
 
@@ -426,9 +436,7 @@ def test_breaker_opens_probes_and_closes_against_a_real_influxd(
     env = loaded
     reset_breakers()
     influxdb = InfluxDBResource(
-        url=env["INFLUXDB_URL"],
-        token=env["INFLUXDB_TOKEN"],
-        query_url=env["INFLUXDB_QUERY_URL"],
+        **influx_reader(env),
         region_name=env["AWS_REGION"],
         endpoint_url=env["AWS_ENDPOINT_URL"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
@@ -496,9 +504,7 @@ def test_breaker_opens_probes_and_closes_against_a_real_influxd(
 def test_influxd_honours_bind_parameters_for_tags_and_time_bounds(stack: LocalStack) -> None:
     """The local influxd 1.x applies `$` parameters: exact tag match, half-open ns bounds."""
     env = stack.env
-    influxdb = InfluxDBResource(
-        url=env["INFLUXDB_URL"], token=env["INFLUXDB_TOKEN"], query_url=env["INFLUXDB_QUERY_URL"]
-    )
+    influxdb = InfluxDBResource(**influx_reader(env))
     influxdb.ensure_bucket("bind_check")
     t0 = int(DAYS[0].timestamp()) * 10**9
     body = (

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-from functools import cache
-from typing import TYPE_CHECKING
-
-import boto3
 import pytest
 
-from ons_pipeline.sales.demo_data import Packet, generate_totesys, land_packets
 from ons_pipeline_tests.faults.harness import (
-    REGION,
     SalesState,
     assert_exactly_once,
+    batches,
     failure_messages,
     kill_at,
+    land,
     output_files,
     run_child,
     run_sales,
 )
-
-if TYPE_CHECKING:
-    from ons_pipeline.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -36,37 +29,6 @@ SALES_COMMIT_POINTS = [
 ]
 # From the entry on, the re-run finishes the killed run's entry: the same files as no kill.
 ENTRY_RECORDED = SALES_COMMIT_POINTS[SALES_COMMIT_POINTS.index("sales.after_intent") :]
-
-
-@cache
-def batches() -> list[list[Packet]]:
-    """Three deliveries: packet 1, 2 and 3 of every table (later ones update earlier rows)."""
-    corpus = generate_totesys(240, packets_per_table=3, seed=11)
-    return [[p for p in corpus.packets if p.packet_id == n] for n in (1, 2, 3)]
-
-
-def land(state: SalesState, packets: list[Packet]) -> None:
-    land_packets(boto3.client("s3", region_name=REGION), state.ingestion, packets)
-
-
-@pytest.fixture(scope="module")
-def runs(local_stack: LocalStack) -> dict[str, SalesState]:
-    """After batch 1 (the start of every test), and uninterrupted runs to compare with."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in local_stack.env.items():
-            patch.setenv(key, value)
-        first, second, third = batches()
-        start = SalesState.create()
-        land(start, first)
-        assert run_sales(start).success
-        found = {"start": start}
-        for name, delivered in (("same-input", [second]), ("new-packet", [second, third])):
-            state = start.clone()
-            for batch in delivered:
-                land(state, batch)
-                assert run_sales(state).success
-            found[name] = state
-        return found
 
 
 @pytest.mark.parametrize("new_packet", [False, True], ids=["same-input", "new-packet"])

@@ -17,7 +17,7 @@ def sales_state(stack_env: dict[str, str]) -> SalesState:
     return SalesState.create()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def runs(local_stack: LocalStack) -> dict[str, SalesState]:
     """After batch 1 (the start of every test), and uninterrupted runs to compare with."""
     with pytest.MonkeyPatch.context() as patch:

@@ -30,6 +30,8 @@ from ons_pipeline.sales.demo_data import Packet, generate_totesys, land_packets
 from ons_pipeline.sales.schema import STAR_KEYS
 from ons_pipeline.sales.transform import STAR_TABLES
 from ons_pipeline.visits.assets import visit_events_checkpoint
+from ons_pipeline.visits.checkpoint import checkpoint_from_parquet, ledger_from_parquet
+from ons_pipeline.visits.demo_data import EventFile, land_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -102,12 +104,57 @@ class SalesState:
 
 @dataclass(frozen=True)
 class VisitsState:
+    """Fresh event and checkpoint buckets, and a queue the event bucket notifies."""
+
     source: str
     state: str
     queue: str
     prefix: str = "logs/"
     checkpoint_key: str = "state/events.parquet"
-    visibility_s: int = 900
+    visibility_s: int = 2  # a killed run's messages come back quickly
+
+    @classmethod
+    def create(cls) -> VisitsState:
+        suffix = uuid.uuid4().hex[:10]
+        s3 = boto3.client("s3", region_name=REGION)
+        sqs = boto3.client("sqs", region_name=REGION)
+        source, state = f"events-{suffix}", f"checkpoints-{suffix}"
+        for bucket in (source, state):
+            s3.create_bucket(
+                Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+            )
+        queue = sqs.create_queue(QueueName=f"created-{suffix}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+        s3.put_bucket_notification_configuration(
+            Bucket=source,
+            NotificationConfiguration={
+                "QueueConfigurations": [
+                    {"QueueArn": arn["Attributes"]["QueueArn"], "Events": ["s3:ObjectCreated:*"]}
+                ]
+            },
+        )
+        return cls(source, state, queue)
+
+    def land(self, files: list[EventFile]) -> None:
+        land_files(boto3.client("s3", region_name=REGION), self.source, files, workers=4)
+
+    def checkpoint(self) -> pd.DataFrame:
+        s3 = boto3.client("s3", region_name=REGION)
+        frame = checkpoint_from_parquet(_read(s3, self.state, self.checkpoint_key)).astype(str)
+        return frame.sort_values(list(frame.columns)).reset_index(drop=True)
+
+    def ledger_keys(self) -> set[str]:
+        s3 = boto3.client("s3", region_name=REGION)
+        key = self.checkpoint_key.replace(".parquet", ".ledger.parquet")
+        return set(ledger_from_parquet(_read(s3, self.state, key)))
+
+    def queued(self) -> int:
+        """Messages on the queue, visible or not."""
+        attributes = boto3.client("sqs", region_name=REGION).get_queue_attributes(
+            QueueUrl=self.queue,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
 
 
 def run_sales(state: SalesState, endpoint: str | None = None) -> Any:

@@ -6,7 +6,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from ons_pipeline_tests.faults.harness import SalesState, batches, land, run_sales
+from ons_pipeline_tests.faults.harness import (
+    SalesState,
+    VisitsState,
+    batches,
+    deliveries,
+    land,
+    run_sales,
+    run_visits,
+)
 
 if TYPE_CHECKING:
     from ons_pipeline.local.stack import LocalStack
@@ -34,4 +42,19 @@ def runs(local_stack: LocalStack) -> dict[str, SalesState]:
                 land(state, batch)
                 assert run_sales(state).success
             found[name] = state
+        return found
+
+
+@pytest.fixture(scope="session")
+def uninterrupted(local_stack: LocalStack) -> dict[bool, VisitsState]:
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in local_stack.env.items():
+            patch.setenv(key, value)
+        found = {}
+        for new_input in (False, True):
+            state = VisitsState.create()
+            for files in deliveries()[: 3 if new_input else 2]:
+                state.land(files)
+                assert run_visits(state).success
+            found[new_input] = state
         return found

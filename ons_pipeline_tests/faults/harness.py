@@ -31,7 +31,7 @@ from ons_pipeline.sales.schema import STAR_KEYS
 from ons_pipeline.sales.transform import STAR_TABLES
 from ons_pipeline.visits.assets import visit_events_checkpoint
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet, ledger_from_parquet
-from ons_pipeline.visits.demo_data import EventFile, land_files
+from ons_pipeline.visits.demo_data import EventFile, generate_corpus, land_files, synthetic_files
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -157,6 +157,13 @@ class VisitsState:
         return sum(int(value) for value in attributes.values())
 
 
+def _aws(endpoint: str | None) -> dict[str, Any]:
+    """Client settings; through a fault proxy, few quick attempts (botocore's own retries)."""
+    if endpoint is None:
+        return {"region_name": REGION}
+    return {"region_name": REGION, "endpoint_url": endpoint, "max_attempts": 4}
+
+
 def run_sales(state: SalesState, endpoint: str | None = None) -> Any:
     """One uninterrupted sales run (everything new since Parameter Store's last packets)."""
     return materialize(
@@ -169,7 +176,7 @@ def run_sales(state: SalesState, endpoint: str | None = None) -> Any:
 
 
 def sales_resources(state: SalesState, endpoint: str | None = None) -> dict[str, Any]:
-    aws = {"region_name": REGION, **({"endpoint_url": endpoint} if endpoint else {})}
+    aws = _aws(endpoint)
     return {
         "s3": ObjectStoreResource(**aws),
         "ssm": ParameterStoreResource(**aws),
@@ -183,7 +190,7 @@ def sales_resources(state: SalesState, endpoint: str | None = None) -> dict[str,
 
 
 def run_visits(state: VisitsState, *, reconcile: bool = False, endpoint: str | None = None) -> Any:
-    aws = {"region_name": REGION, **({"endpoint_url": endpoint} if endpoint else {})}
+    aws = _aws(endpoint)
     return materialize(
         VISITS_ASSETS,
         resources={
@@ -341,3 +348,10 @@ def batches() -> list[list[Packet]]:
 
 def land(state: SalesState, packets: list[Packet]) -> None:
     land_packets(boto3.client("s3", region_name=REGION), state.ingestion, packets)
+
+
+@cache
+def deliveries() -> tuple[list[EventFile], list[EventFile], list[EventFile]]:
+    """Files before the first run, announced before the killed run, and landing after it."""
+    corpus = generate_corpus(12, seed=8, late_fraction=0.5)
+    return corpus.initial, corpus.late, synthetic_files(5, start=700)

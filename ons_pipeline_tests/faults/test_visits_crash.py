@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from functools import cache
 
 import pytest
 
-from ons_pipeline.visits.demo_data import EventFile, generate_corpus, synthetic_files
 from ons_pipeline_tests.faults.harness import (
     VisitsState,
+    deliveries,
     failure_messages,
     kill_at,
     run_child,
@@ -24,28 +23,6 @@ VISITS_COMMIT_POINTS = [
     "visits.after_ledger",
     "visits.after_notifications",
 ]
-
-
-@cache
-def deliveries() -> tuple[list[EventFile], list[EventFile], list[EventFile]]:
-    """Files before the first run, announced before the killed run, and landing after it."""
-    corpus = generate_corpus(12, seed=8, late_fraction=0.5)
-    return corpus.initial, corpus.late, synthetic_files(5, start=700)
-
-
-@pytest.fixture(scope="session")
-def uninterrupted(local_stack: object) -> dict[bool, VisitsState]:
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in local_stack.env.items():  # type: ignore[attr-defined]
-            patch.setenv(key, value)
-        found = {}
-        for new_input in (False, True):
-            state = VisitsState.create()
-            for files in deliveries()[: 3 if new_input else 2]:
-                state.land(files)
-                assert run_visits(state).success
-            found[new_input] = state
-        return found
 
 
 @pytest.mark.parametrize("new_input", [False, True], ids=["same-input", "new-files"])

@@ -8,8 +8,11 @@ import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 @dataclass
@@ -106,12 +109,24 @@ class FaultProxy:
 
 
 class DroppingTcpProxy:
-    """A TCP proxy that cuts the first `drops` connections after `after_bytes` from the client."""
+    """A TCP proxy that cuts `drops` connections (after the first `skip`) once the client has
+    sent `after_bytes` on them: a server dropping connections mid-request."""
 
-    def __init__(self, upstream: str, *, drops: int, after_bytes: int) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        drops: int = 0,
+        after_bytes: int = 0,
+        skip: int = 0,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
         target = urlsplit(upstream)
         self.target = (target.hostname, target.port)
         self.drops, self.after_bytes, self.dropped = drops, after_bytes, 0
+        self.skip, self.accepted = skip, 0  # the first `skip` connections are left alone
+        self.on_bytes = on_bytes  # called with the bytes sent upstream so far
+        self.sent = 0
         self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
@@ -124,7 +139,8 @@ class DroppingTcpProxy:
             except OSError:
                 return
             with self.lock:
-                cut = self.dropped < self.drops
+                self.accepted += 1
+                cut = self.accepted > self.skip and self.dropped < self.drops
                 self.dropped += cut
             threading.Thread(target=self._serve, args=(client, cut), daemon=True).start()
 
@@ -133,9 +149,9 @@ class DroppingTcpProxy:
         threading.Thread(target=self._pipe, args=(upstream, client, None), daemon=True).start()
         self._pipe(client, upstream, self.after_bytes if cut else None)
 
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket, limit: int | None) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, limit: int | None) -> None:
         sent = 0
+        upstream = limit is not None or sink.getpeername() == self.target
         try:
             while data := source.recv(65536):
                 if limit is not None and sent + len(data) > limit:
@@ -143,6 +159,11 @@ class DroppingTcpProxy:
                     break
                 sink.sendall(data)
                 sent += len(data)
+                if upstream and self.on_bytes is not None:
+                    with self.lock:
+                        self.sent += len(data)
+                        total = self.sent
+                    self.on_bytes(total)
         except OSError:
             pass
         for end in (source, sink):

@@ -300,6 +300,7 @@ class LocalStack:
             "ONS_EVENTS_QUEUE_URL": f"{self.moto_url}/123456789012/{defaults.EVENTS_QUEUE_NAME}",
             "ONS_ENERGY_QUEUE_URL": f"{self.moto_url}/123456789012/{defaults.ENERGY_QUEUE_NAME}",
             "ONS_CHECKPOINT_BUCKET": defaults.CHECKPOINT_BUCKET,
+            "ONS_VISITS_AUTOMATION": "stopped",  # production default is running
             "ONS_LAUNCHER_PAYLOAD_BUCKET": defaults.LAUNCHER_PAYLOAD_BUCKET,
             "ONS_SSM_PREFIX": defaults.SSM_PREFIX,
             "ONS_ALERT_TOPIC_ARN": defaults.local_alert_topic_arn(self.region),

@@ -29,6 +29,11 @@ if TYPE_CHECKING:
     from botocore.client import BaseClient
 
 WriteOutcome = Literal["written", "unchanged"]
+_PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
+
+
+class ConcurrentWriteError(RuntimeError):
+    """A conditional write lost: the object changed since this run read it."""
 
 
 def parse_aws_timestamp(value: Any) -> datetime:
@@ -122,10 +127,7 @@ class ObjectStoreResource(S3Resource):
                 Bucket=bucket, Key=key, Body=data, ContentType=content_type, IfNoneMatch="*"
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in {
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            }:
+            if error.response.get("Error", {}).get("Code") not in _PRECONDITION_CODES:
                 raise
             if self.get_bytes(bucket, key) == data:
                 return "unchanged"
@@ -134,6 +136,54 @@ class ObjectStoreResource(S3Resource):
                 "overwrite it"
             ) from error
         return "written"
+
+    def get_versioned(self, bucket: str, key: str) -> tuple[bytes, str] | None:
+        """(bytes, ETag) for a later `put_if_match`, or None when the key does not exist."""
+        try:
+            response = self.get_client().get_object(Bucket=bucket, Key=key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404"}:
+                return None
+            raise
+        return response["Body"].read(), response["ETag"]
+
+    def put_if_match(
+        self, bucket: str, key: str, data: bytes, content_type: str, etag: str | None
+    ) -> str:
+        """Replace the object only if it is still at `etag` (None: only if it is absent).
+
+        Returns the new ETag; the read-modify-write of a state file is then one step that
+        two runs cannot both win.
+
+        Raises:
+            ConcurrentWriteError: another writer changed (or created) the object meanwhile.
+        """
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            response = self.get_client().put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, **condition
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in _PRECONDITION_CODES:
+                raise
+            # botocore retries a PUT whose response was lost; if that first PUT landed, the
+            # retry's precondition fails on our own bytes, which is success, not a conflict.
+            stored = self.get_versioned(bucket, key)
+            if stored is not None and stored[0] == data:
+                return stored[1]
+            raise ConcurrentWriteError(
+                f"s3://{bucket}/{key} was changed by another run after this one read it"
+            ) from error
+        return response["ETag"]
+
+    def delete_keys(self, bucket: str, keys: Sequence[str]) -> None:
+        """Delete objects (a missing one is not an error), 1,000 per request as S3 allows."""
+        for chunk in _chunks(list(keys), 1000):
+            response = self.get_client().delete_objects(
+                Bucket=bucket, Delete={"Objects": [{"Key": key} for key in chunk], "Quiet": True}
+            )
+            if response.get("Errors"):
+                raise RuntimeError(f"could not delete from s3://{bucket}: {response['Errors']}")
 
     def list_after(
         self,

@@ -30,6 +30,14 @@ class VisitsStorageResource(ConfigurableResource):
         "long before the listing began are deleted as covered by it; newer ones are kept. "
         "Allows for SQS's clock running ahead of this host's.",
     )
+    notification_visibility_seconds: int = Field(
+        default=900,
+        ge=0,
+        le=43_200,
+        description="How long received notifications stay hidden while a run works on them. "
+        "A failing run hands them back at once; only a killed worker leaves them hidden this "
+        "long (the hourly reconcile lists the prefix meanwhile). Keep it above a run's length.",
+    )
     max_workers: int = Field(
         default=32, description="Concurrent GETs of new event files (botocore pool size is 32)."
     )

@@ -1,11 +1,11 @@
 """Sales asset group: ToteSys packets -> raw history -> star schema Parquet.
 
-Commit order makes every step re-runnable: the raw history absorbs a packet idempotently;
-star files are written under deterministic names before the snapshot that says they exist,
-so a crash in between re-writes identical bytes (a no-op) and never skips or duplicates.
+Commit order makes every step re-runnable: the raw history absorbs a packet idempotently
+(a conditional PUT, so two runs cannot both replace it); the star files follow the commit
+protocol in `commit.py` (a write-ahead manifest entry the next run finishes), so a crash at
+any point or a concurrent run never duplicates a row or reuses a sequence number.
 """
 
-import json
 import time
 from typing import Any
 
@@ -27,6 +27,7 @@ from dagster_pandas.data_frame import create_table_schema_metadata_from_datafram
 from pydantic import Field
 
 from ons_pipeline.platform.failures import classified_failures
+from ons_pipeline.platform.faults import commit_point
 from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
@@ -35,7 +36,17 @@ from ons_pipeline.resources import (
     ParameterStoreResource,
     SalesStorageResource,
 )
+from ons_pipeline.resources.aws import ConcurrentWriteError
 from ons_pipeline.resources.defaults import METRICS_NAMESPACE_SALES
+from ons_pipeline.sales.commit import (
+    QUARANTINE_TABLE,
+    Manifest,
+    packet_ranges,
+    sha256,
+    snapshot_key,
+    sync_parameters,
+    unreferenced_snapshots,
+)
 from ons_pipeline.sales.outputs import (
     changed_rows,
     from_parquet_bytes,
@@ -53,7 +64,7 @@ from ons_pipeline.sales.packets import (
     parse_packet,
     parse_packet_key,
 )
-from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_KEYS, STAR_SCHEMAS
+from ons_pipeline.sales.schema import PACKET_ID, QUARANTINE_SCHEMA, STAR_KEYS, STAR_SCHEMAS
 from ons_pipeline.sales.transform import SOURCE_TABLES, STAR_TABLES, build_star_schema
 
 SALES_GROUP = "sales"
@@ -62,6 +73,8 @@ STAR_KEYS_BY_TABLE = {table: AssetKey([table]) for table in STAR_TABLES}
 QUARANTINE_KEY = AssetKey(["sales_quarantine"])
 
 SALES_RETRY_POLICY = AWS_RETRY_POLICY
+PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
+OUTPUT_SCHEMAS = {**STAR_SCHEMAS, QUARANTINE_TABLE: QUARANTINE_SCHEMA}
 
 
 class PacketRef(Config):
@@ -101,26 +114,32 @@ def _history_key(storage: SalesStorageResource, table: str) -> str:
     return f"{storage.state_prefix}/raw/{table}.parquet"
 
 
-def _snapshot_key(storage: SalesStorageResource, table: str) -> str:
-    return f"{storage.state_prefix}/star/{table}.parquet"
-
-
-def _manifest_key(storage: SalesStorageResource) -> str:
-    return f"{storage.state_prefix}/manifest.json"
-
-
 def load_history(
     s3: ObjectStoreResource, storage: SalesStorageResource, table: str
 ) -> pd.DataFrame:
-    data = s3.get_bytes(storage.processed_bucket, _history_key(storage, table))
-    return empty_rows(table) if data is None else from_parquet_bytes(data)
+    return _load_history_versioned(s3, storage, table)[0]
+
+
+def _load_history_versioned(
+    s3: ObjectStoreResource, storage: SalesStorageResource, table: str
+) -> tuple[pd.DataFrame, str | None]:
+    stored = s3.get_versioned(storage.processed_bucket, _history_key(storage, table))
+    return (
+        (empty_rows(table), None) if stored is None else (from_parquet_bytes(stored[0]), stored[1])
+    )
+
+
+def _load_parquet(s3: ObjectStoreResource, bucket: str, key: str | None) -> pd.DataFrame | None:
+    data = None if key is None else s3.get_bytes(bucket, key)
+    return None if data is None else from_parquet_bytes(data)
 
 
 def load_snapshot(
     s3: ObjectStoreResource, storage: SalesStorageResource, table: str
 ) -> pd.DataFrame | None:
-    data = s3.get_bytes(storage.processed_bucket, _snapshot_key(storage, table))
-    return None if data is None else from_parquet_bytes(data)
+    """The star table as of the last committed manifest entry."""
+    key = Manifest.load(s3, storage).snapshots.get(table)
+    return _load_parquet(s3, storage.processed_bucket, key)
 
 
 def _discover_packets(
@@ -204,7 +223,7 @@ def totesys_raw(
                     allow_retries=False,
                 )
             packets.append(parse_packet(table, packet_id, body))
-        history = load_history(s3, storage, table)
+        history, history_etag = _load_history_versioned(s3, storage, table)
         merged = merge_history(history, packets, table)
         malformed = [p.malformed for p in packets if not p.malformed.empty]
         lines = sum(p.lines for p in packets)
@@ -212,12 +231,22 @@ def totesys_raw(
         quarantined = sum(len(frame) for frame in malformed)
         new_rows = len(merged) - len(history)
         if new_rows:
-            s3.put_bytes(
-                storage.processed_bucket,
-                _history_key(storage, table),
-                to_parquet_bytes(merged, history_schema(table)),
-                "application/vnd.apache.parquet",
-            )
+            try:
+                s3.put_if_match(
+                    storage.processed_bucket,
+                    _history_key(storage, table),
+                    to_parquet_bytes(merged, history_schema(table)),
+                    PARQUET_CONTENT_TYPE,
+                    history_etag,
+                )
+            except ConcurrentWriteError as error:
+                raise Failure(
+                    description=f"Another run absorbed packets into the {table} history while "
+                    f"this one was merging ({error}); nothing of this run's {table} rows was "
+                    "lost or written twice. A retry merges on top of it.",
+                    allow_retries=True,
+                ) from error
+            commit_point("sales.raw.after_history")
         quarantine_uris = []
         for packet in packets:
             if packet.malformed.empty:
@@ -349,58 +378,83 @@ def sales_star_schema(
     metrics: CloudWatchMetricsResource,
     sales_storage: SalesStorageResource,
 ) -> Any:
-    """Build the star schema from the raw history and write what changed as Parquet."""
+    """Build the star schema from the raw history and write what changed as Parquet.
+
+    Follows the commit protocol of `ons_pipeline.sales.commit`: Parameter Store is first
+    brought up to the manifest and a pending entry is finished, then new rows become the
+    next entry.
+    """
     started = time.monotonic()
     storage = sales_storage
-    bucket = storage.processed_bucket
+    manifest = _recover(context, s3, ssm, storage)
     raw = {table: load_history(s3, storage, table) for table in SOURCE_TABLES}
     result = build_star_schema(raw)
     watermark = newest_update(raw)
-    manifest_data = s3.get_bytes(bucket, _manifest_key(storage))
-    manifest: dict[str, Any] = json.loads(manifest_data) if manifest_data else {}
-    sequences: dict[str, int] = dict(manifest.get("output_sequence", {}))
 
     written: dict[str, dict[str, Any]] = {}
-    outputs = {**result.tables, "quarantine": result.quarantine}
-    schemas = {**STAR_SCHEMAS, "quarantine": QUARANTINE_SCHEMA}
+    payloads: dict[str, bytes] = {}
+    entry: dict[str, Any] = {"files": {}, "snapshots": {}, "previous_snapshots": {}}
+    outputs = {**result.tables, QUARANTINE_TABLE: result.quarantine}
     for table, frame in outputs.items():
-        delta = changed_rows(frame, load_snapshot(s3, storage, table))
-        entry: dict[str, Any] = {"rows": len(frame), "changed_rows": len(delta), "uri": None}
-        if len(delta) and watermark is not None:
-            sequence = sequences.get(table, 0) + 1
-            key = output_key(table, sequence, watermark)
-            if table == "quarantine":
-                key = f"{storage.quarantine_prefix}/star/{key.split('/', 1)[1]}"
-            outcome = s3.put_bytes_once(
-                bucket,
-                key,
-                to_parquet_bytes(delta, schemas[table]),
-                "application/vnd.apache.parquet",
-            )
-            entry.update(uri=f"s3://{bucket}/{key}", outcome=outcome, sequence=sequence)
-            sequences[table] = sequence
-        written[table] = entry
-
-    # Commit: snapshots first, then the manifest that names the new sequences, then SSM.
-    for table, frame in outputs.items():
-        if written[table]["changed_rows"]:
-            s3.put_bytes(
-                bucket,
-                _snapshot_key(storage, table),
-                to_parquet_bytes(frame, schemas[table]),
-                "application/vnd.apache.parquet",
-            )
-    if sequences != manifest.get("output_sequence", {}):
-        manifest = {"output_sequence": sequences, "watermark": str(watermark)}
-        s3.put_bytes(
-            bucket, _manifest_key(storage), json.dumps(manifest).encode(), "application/json"
+        snapshot = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
+        previous_key = manifest.snapshots.get(table)
+        rows, data = _delta(
+            table,
+            from_parquet_bytes(snapshot),
+            _load_parquet(s3, storage.processed_bucket, previous_key),
         )
-    for table, sequence in sequences.items():
-        if (
-            table != "quarantine"
-            and ssm.get_int(storage.output_sequence_parameter(table)) != sequence
-        ):
-            ssm.put_int(storage.output_sequence_parameter(table), sequence, f"Last {table} file")
+        written[table] = {"rows": len(frame), "changed_rows": rows, "uri": None}
+        if not rows or watermark is None:
+            continue
+        sequence = manifest.next_sequence(table)
+        key = _output_file_key(storage, table, sequence, watermark)
+        key_of_snapshot = snapshot_key(storage, table, sha256(snapshot))
+        # Step 1: unreferenced until the entry names it, so a crash here publishes nothing.
+        s3.put_bytes_once(storage.processed_bucket, key_of_snapshot, snapshot, PARQUET_CONTENT_TYPE)
+        entry["files"][table] = {
+            "key": key,
+            "sequence": sequence,
+            "sha256": sha256(data),
+            "rows": rows,
+        }
+        entry["snapshots"][table] = key_of_snapshot
+        entry["previous_snapshots"][table] = previous_key
+        payloads[table] = data
+        written[table].update(uri=f"s3://{storage.processed_bucket}/{key}", sequence=sequence)
+
+    if payloads:
+        manifest.pending = {
+            **entry,
+            "entry": manifest.entry + 1,
+            "watermark": str(watermark),
+            "packets": {
+                table: packet_ranges(raw[table][PACKET_ID].dropna().astype(int).tolist())
+                for table in SOURCE_TABLES
+            },
+        }
+        commit_point("sales.before_intent")
+        try:  # Step 2: the write-ahead entry; of two runs on the same state one wins
+            manifest.save(s3, storage)
+        except ConcurrentWriteError as error:
+            sequences = {t: f["sequence"] for t, f in entry["files"].items()}
+            raise Failure(
+                description=f"Another run holds sales manifest entry {manifest.entry + 1} "
+                f"(output sequences {sequences}): the manifest changed after this run read "
+                "it, so nothing of this run was published. A retry starts from that run's "
+                "result.",
+                allow_retries=True,
+            ) from error
+        commit_point("sales.after_intent")
+        for table, data in payloads.items():  # Step 3
+            written[table]["outcome"] = s3.put_bytes_once(
+                storage.processed_bucket,
+                entry["files"][table]["key"],
+                data,
+                PARQUET_CONTENT_TYPE,
+            )
+            commit_point("sales.after_first_star_file")
+        manifest = _commit(context, s3, ssm, storage, manifest)
+    sequences = manifest.output_sequence
 
     accounting = result.accounting
     reasons = result.quarantine["reason"].value_counts().to_dict() if len(result.quarantine) else {}
@@ -463,6 +517,97 @@ def sales_star_schema(
             Metric("StarSchemaDuration", elapsed, unit="Seconds"),
         ],
     )
+
+
+def _output_file_key(
+    storage: SalesStorageResource, table: str, sequence: int, watermark: Any
+) -> str:
+    key = output_key(table, sequence, watermark)
+    if table == QUARANTINE_TABLE:
+        return f"{storage.quarantine_prefix}/star/{key.split('/', 1)[1]}"
+    return key
+
+
+def _delta(table: str, current: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[int, bytes]:
+    """The changed rows as file bytes.
+
+    A function of the two snapshots only, so a pending entry's file is rebuilt byte for byte
+    from the snapshots it names.
+    """
+    delta = changed_rows(current, previous)
+    return len(delta), to_parquet_bytes(delta, OUTPUT_SCHEMAS[table])
+
+
+def _recover(
+    context: AssetExecutionContext,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+) -> Manifest:
+    """Bring Parameter Store up to the manifest and finish an entry a stopped run left."""
+    manifest = Manifest.load(s3, storage)
+    behind = sync_parameters(ssm, storage, manifest)
+    if behind:
+        context.log.warning(
+            f"Parameter Store output_sequence disagreed with the manifest for "
+            f"{behind}; set from the manifest"
+        )
+    pending = manifest.pending
+    if pending is None:
+        return manifest
+    context.log.warning(
+        f"Manifest entry {pending['entry']} was left pending by a stopped run; finishing it "
+        f"(files {sorted(f['key'] for f in pending['files'].values())}) before new packets"
+    )
+    bucket = storage.processed_bucket
+    for table, spec in sorted(pending["files"].items()):
+        current = _load_parquet(s3, bucket, pending["snapshots"][table])
+        if current is None:
+            raise Failure(
+                description=f"Snapshot s3://{bucket}/{pending['snapshots'][table]} named by "
+                f"pending manifest entry {pending['entry']} is missing; the entry cannot be "
+                "finished. Restore the object (bucket versioning) before re-running.",
+                allow_retries=False,
+            )
+        previous = _load_parquet(s3, bucket, pending["previous_snapshots"].get(table))
+        _, data = _delta(table, current, previous)
+        if sha256(data) != spec["sha256"]:
+            raise Failure(
+                description=f"Rebuilt {spec['key']} does not match the SHA-256 its pending "
+                f"manifest entry {pending['entry']} recorded; refusing to publish it.",
+                allow_retries=False,
+            )
+        s3.put_bytes_once(bucket, spec["key"], data, PARQUET_CONTENT_TYPE)
+    return _commit(context, s3, ssm, storage, manifest)
+
+
+def _commit(
+    context: AssetExecutionContext,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+) -> Manifest:
+    """Steps 4 and 5: the pending entry becomes committed, then Parameter Store follows."""
+    committed = manifest.committed()
+    commit_point("sales.before_commit")
+    try:
+        committed.save(s3, storage)
+    except ConcurrentWriteError as error:
+        current = Manifest.load(s3, storage)
+        if current.entry < committed.entry:
+            raise Failure(
+                description=f"Sales manifest entry {committed.entry} could not be committed: "
+                f"another run changed the manifest ({error}). A retry finishes it.",
+                allow_retries=True,
+            ) from error
+        context.log.info(f"Manifest entry {committed.entry} was committed by another run")
+        return current
+    commit_point("sales.after_commit")
+    sync_parameters(ssm, storage, committed)
+    commit_point("sales.after_parameters")
+    s3.delete_keys(storage.processed_bucket, unreferenced_snapshots(manifest, committed))
+    return committed
 
 
 def _table_checks(table: str, frame: pd.DataFrame) -> list[AssetCheckResult]:

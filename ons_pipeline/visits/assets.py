@@ -180,6 +180,7 @@ def visit_events_checkpoint(
             sqs=build_client(s3, "sqs") if locations.notification_queue_url else None,
             reconcile=config.reconcile,
             notification_clock_margin_s=visits_storage.notification_clock_margin_seconds,
+            notification_visibility_s=visits_storage.notification_visibility_seconds,
         )
     except CorruptCheckpointError as error:
         raise Failure(

@@ -9,7 +9,6 @@ import hashlib
 
 from dagster import (
     DagsterRunStatus,
-    DefaultSensorStatus,
     RunRequest,
     RunsFilter,
     SensorEvaluationContext,
@@ -22,6 +21,7 @@ from ons_pipeline.resources import ObjectStoreResource
 from ons_pipeline.resources.visits import VisitsStorageResource
 from ons_pipeline.visits.assets import VisitsCheckpointConfig, checkpoint_run_config
 from ons_pipeline.visits.jobs import visits_job
+from ons_pipeline.visits.schedules import DEFAULT_SENSOR_STATUS
 from ons_pipeline.visits.storage import pending_objects
 
 IN_FLIGHT = [
@@ -35,7 +35,7 @@ IN_FLIGHT = [
 @sensor(
     job=visits_job,
     minimum_interval_seconds=120,
-    default_status=DefaultSensorStatus.STOPPED,
+    default_status=DEFAULT_SENSOR_STATUS,
     description="Starts the visits checkpoint when event files the ledger has not seen land.",
 )
 def visit_events_sensor(

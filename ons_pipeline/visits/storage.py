@@ -24,6 +24,7 @@ from urllib.parse import unquote_plus
 
 from botocore.exceptions import ClientError
 
+from ons_pipeline.platform.faults import commit_point
 from ons_pipeline.visits.checkpoint import (
     PARQUET_CONTENT_TYPE,
     ParsedFile,
@@ -99,7 +100,8 @@ class CheckpointOutcome:
     ledger_written: bool = False
     first_run: bool = False
     notifications_deleted: int = 0
-    notifications_returned: int = 0  # a listing run's: sent after it began, left for the next
+    notifications_returned: int = 0  # left on the queue: newer than a listing, other prefixes
+    listing_started: float = 0.0  # epoch seconds the candidates were taken at
     execution_time_ms: int = 0
     errors_uri: str | None = None
     rejections: list[Rejection] = field(default_factory=list)
@@ -224,9 +226,10 @@ class Notifications:
     """Objects named by S3 ObjectCreated notifications, and the receipts to delete them by."""
 
     objects: dict[str, str]  # key -> ETag, quoted as S3 lists it
-    receipts: list[str]
-    ignored: int  # messages that name no event object (test events, other prefixes)
+    receipts: list[str]  # messages this run may delete once it has committed
+    ignored: int  # messages that name no object at all (S3 test events, other event types)
     sent_at_ms: list[int | None] = field(default_factory=list)  # SQS SentTimestamp per receipt
+    foreign: list[str] = field(default_factory=list)  # name another bucket or prefix: kept
 
     def sent_before(self, cutoff_ms: int) -> tuple[list[str], list[str]]:
         """Receipts of messages SQS accepted before `cutoff_ms`, and of the rest.
@@ -240,10 +243,15 @@ class Notifications:
         return before, rest
 
 
-def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
-    """Key -> quoted ETag for each ObjectCreated record under `prefix`; None if none at all.
+def notification_objects(
+    body: str, prefix: str, bucket: str | None = None
+) -> tuple[dict[str, str], int] | None:
+    """What a notification names for this run, and how much it names for others.
 
-    Keys arrive URL-encoded (`+` for a space); an SNS-wrapped notification is unwrapped.
+    Returns (key -> quoted ETag of each ObjectCreated record in `bucket` under `prefix`, the
+    number of ObjectCreated records for another bucket or prefix), or None if the body names
+    no object at all. Keys arrive URL-encoded (`+` for a space); an SNS-wrapped notification
+    is unwrapped.
     """
     try:
         payload = json.loads(body)
@@ -252,47 +260,85 @@ def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
     except (json.JSONDecodeError, AttributeError):
         return None
     found: dict[str, str] = {}
+    foreign = 0
     for record in payload.get("Records", []) if isinstance(payload, dict) else []:
         if not str(record.get("eventName", "")).startswith("ObjectCreated"):
             continue
-        item = record.get("s3", {}).get("object", {})
+        named = record.get("s3", {})
+        item = named.get("object", {})
         key = unquote_plus(str(item.get("key", "")))
-        if key.startswith(prefix) and not key.endswith("/"):
-            found[key] = '"' + str(item.get("eTag", "")).strip('"') + '"'
-    return found or None
+        in_bucket = bucket is None or named.get("bucket", {}).get("name") == bucket
+        if in_bucket and key.startswith(prefix):
+            if not key.endswith("/"):
+                found[key] = '"' + str(item.get("eTag", "")).strip('"') + '"'
+        else:
+            foreign += 1
+    return (found, foreign) if found or foreign else None
+
+
+def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
+    """Key -> quoted ETag for each ObjectCreated record under `prefix`; None if none at all."""
+    named = notification_objects(body, prefix)
+    return (named[0] or None) if named else None
 
 
 def receive_notifications(
-    sqs: Any, queue_url: str, prefix: str, *, visibility_timeout: int = 900
+    sqs: Any,
+    queue_url: str,
+    prefix: str,
+    *,
+    bucket: str | None = None,
+    visibility_timeout: int = 900,
 ) -> Notifications:
     """Drain what the queue holds now; messages stay hidden until deleted after the commit.
 
-    A run that dies before deleting them lets them reappear after `visibility_timeout`, so the
-    next run sees them again (the ledger makes that harmless).
+    A message naming an object in another bucket or outside `prefix` belongs to a run with
+    other locations: it is put back on the queue (visible at once) after the drain, never
+    deleted. A run that dies before deleting lets its messages reappear after
+    `visibility_timeout`; one that fails returns them at once (`run_checkpoint`).
     """
     objects: dict[str, str] = {}
     receipts: list[str] = []
+    foreign: list[str] = []
     sent_at_ms: list[int | None] = []
     ignored = 0
-    while True:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,  # the SQS maximum per call
-            WaitTimeSeconds=0,
-            VisibilityTimeout=visibility_timeout,
-            MessageSystemAttributeNames=["SentTimestamp"],
-        ).get("Messages", [])
-        if not messages:
-            return Notifications(objects, receipts, ignored, sent_at_ms)
-        for message in messages:
-            receipts.append(message["ReceiptHandle"])
-            sent = message.get("Attributes", {}).get("SentTimestamp")
-            sent_at_ms.append(None if sent is None else int(sent))
-            named = objects_from_notification(message["Body"], prefix)
-            if named is None:
-                ignored += 1
-            else:
-                objects.update(named)
+    try:
+        while True:
+            messages = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,  # the SQS maximum per call
+                WaitTimeSeconds=0,
+                VisibilityTimeout=visibility_timeout,
+                MessageSystemAttributeNames=["SentTimestamp"],
+            ).get("Messages", [])
+            if not messages:
+                break
+            for message in messages:
+                named = notification_objects(message["Body"], prefix, bucket)
+                if named is not None and named[1]:
+                    foreign.append(message["ReceiptHandle"])
+                    objects.update(named[0])  # ours too; the ledger absorbs a repeat
+                    continue
+                receipts.append(message["ReceiptHandle"])
+                sent = message.get("Attributes", {}).get("SentTimestamp")
+                sent_at_ms.append(None if sent is None else int(sent))
+                if named is None:
+                    ignored += 1
+                else:
+                    objects.update(named[0])
+    except BaseException as error:
+        _hand_back(sqs, queue_url, receipts + foreign, error)
+        raise
+    return_notifications(sqs, queue_url, foreign)
+    return Notifications(objects, receipts, ignored, sent_at_ms, foreign)
+
+
+def _hand_back(sqs: Any, queue_url: str, receipts: list[str], error: BaseException) -> None:
+    """On a failure, make the received messages visible again so a retry sees them at once."""
+    try:
+        return_notifications(sqs, queue_url, receipts)
+    except Exception as returning:  # the original error is what the run reports
+        error.add_note(f"and {len(receipts)} SQS messages could not be returned: {returning}")
 
 
 def delete_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
@@ -322,7 +368,13 @@ def _in_batches(
 
 
 def settle_covered_notifications(
-    sqs: Any, queue_url: str, prefix: str, listing_started: float, clock_margin_s: float
+    sqs: Any,
+    queue_url: str,
+    prefix: str,
+    listing_started: float,
+    clock_margin_s: float,
+    *,
+    bucket: str | None = None,
 ) -> tuple[int, int]:
     """After a listing run: delete the announcements its listing already covered.
 
@@ -331,11 +383,15 @@ def settle_covered_notifications(
     `clock_margin_s` of the start, in case SQS's clock runs ahead) go back on the queue.
     Without this the backlog announced before a first run would all be received again.
     """
-    received = receive_notifications(sqs, queue_url, prefix)
+    received = receive_notifications(sqs, queue_url, prefix, bucket=bucket)
     covered, later = received.sent_before(round((listing_started - clock_margin_s) * 1000))
-    delete_notifications(sqs, queue_url, covered)
+    try:
+        delete_notifications(sqs, queue_url, covered)
+    except BaseException as error:
+        _hand_back(sqs, queue_url, received.receipts, error)
+        raise
     return_notifications(sqs, queue_url, later)
-    return len(covered), len(later)
+    return len(covered), len(later) + len(received.foreign)
 
 
 def read_ledger(client: Any, locations: Locations) -> dict[str, tuple[str, str]]:
@@ -368,6 +424,7 @@ def run_checkpoint(
     sqs: Any = None,
     reconcile: bool = False,
     notification_clock_margin_s: float = 60.0,
+    notification_visibility_s: int = 900,
 ) -> CheckpointOutcome:
     """Bring the checkpoint up to date with every event object not yet in the ledger.
 
@@ -399,9 +456,77 @@ def run_checkpoint(
 
     queue = locations.notification_queue_url if sqs is not None else None
     notifications: Notifications | None = None
-    listing_started = time.time()
     if queue and not (reconcile or outcome.first_run):
-        notifications = receive_notifications(sqs, queue, locations.prefix)
+        notifications = receive_notifications(
+            sqs,
+            queue,
+            locations.prefix,
+            bucket=locations.source_bucket,
+            visibility_timeout=notification_visibility_s,
+        )
+        commit_point("visits.after_receive")
+    try:
+        _commit_new_objects(
+            client,
+            locations,
+            outcome,
+            previous,
+            previous_etag,
+            previous_size,
+            ledger,
+            run_id=run_id,
+            max_workers=max_workers,
+            say=say,
+            notifications=notifications,
+        )
+    except BaseException as error:
+        if notifications is not None and queue:  # a retry must see them, not wait 900 s
+            _hand_back(sqs, queue, notifications.receipts, error)
+        raise
+    # Only once the checkpoint and the ledger are committed.
+    if notifications is not None and queue:
+        delete_notifications(sqs, queue, notifications.receipts)
+        outcome.notifications_deleted = len(notifications.receipts)
+        outcome.notifications_returned = len(notifications.foreign)
+    elif queue:
+        outcome.notifications_deleted, outcome.notifications_returned = (
+            settle_covered_notifications(
+                sqs,
+                queue,
+                locations.prefix,
+                outcome.listing_started,
+                notification_clock_margin_s,
+                bucket=locations.source_bucket,
+            )
+        )
+        say(
+            f"{outcome.notifications_deleted} queued announcements were covered by the listing "
+            f"and deleted; {outcome.notifications_returned} newer or other prefixes' ones left "
+            "on the queue"
+        )
+    commit_point("visits.after_notifications")
+    outcome.execution_time_ms = round((time.perf_counter() - started) * 1000)
+    return outcome
+
+
+def _commit_new_objects(
+    client: Any,
+    locations: Locations,
+    outcome: CheckpointOutcome,
+    previous: pd.DataFrame,
+    previous_etag: str | None,
+    previous_size: int,
+    ledger: dict[str, tuple[str, str]],
+    *,
+    run_id: str,
+    max_workers: int,
+    say: Callable[[str], None],
+    notifications: Notifications | None,
+) -> None:
+    """Read what is new (named by `notifications`, or listed), then commit checkpoint, ledger."""
+    bucket = locations.checkpoint_bucket
+    outcome.listing_started = time.time()
+    if notifications is not None:
         candidates = notifications.objects
         say(
             f"{len(notifications.receipts)} notifications name {len(candidates)} event objects "
@@ -453,6 +578,7 @@ def run_checkpoint(
             raise
         outcome.checkpoint_written = True
         outcome.checkpoint_size_bytes = len(data)
+        commit_point("visits.after_checkpoint")
     else:
         outcome.checkpoint_size_bytes = previous_size
 
@@ -488,22 +614,7 @@ def run_checkpoint(
             ContentType=PARQUET_CONTENT_TYPE,
         )
         outcome.ledger_written = True
-    # Only once the checkpoint and the ledger are committed.
-    if notifications is not None and queue:
-        delete_notifications(sqs, queue, notifications.receipts)
-        outcome.notifications_deleted = len(notifications.receipts)
-    elif queue:
-        outcome.notifications_deleted, outcome.notifications_returned = (
-            settle_covered_notifications(
-                sqs, queue, locations.prefix, listing_started, notification_clock_margin_s
-            )
-        )
-        say(
-            f"{outcome.notifications_deleted} queued announcements were covered by the listing "
-            f"and deleted; {outcome.notifications_returned} newer ones left for the next run"
-        )
-    outcome.execution_time_ms = round((time.perf_counter() - started) * 1000)
-    return outcome
+        commit_point("visits.after_ledger")
 
 
 def read_checkpoint(client: Any, locations: Locations) -> pd.DataFrame | None:

@@ -23,10 +23,15 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
-from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 from pydantic import Field
 
-from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
+from ons_pipeline.platform.metadata import (
+    AWS_RETRY_POLICY,
+    OWNERS,
+    asset_tags,
+    column_schema_metadata,
+    markdown_table,
+)
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     Metric,
@@ -51,7 +56,12 @@ from ons_pipeline.sales.packets import (
     parse_packet,
     parse_packet_key,
 )
-from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_KEYS, STAR_SCHEMAS
+from ons_pipeline.sales.schema import (
+    COLUMN_DESCRIPTIONS,
+    QUARANTINE_SCHEMA,
+    STAR_KEYS,
+    STAR_SCHEMAS,
+)
 from ons_pipeline.sales.transform import SOURCE_TABLES, STAR_TABLES, build_star_schema
 
 SALES_GROUP = "sales"
@@ -60,6 +70,7 @@ STAR_KEYS_BY_TABLE = {table: AssetKey([table]) for table in STAR_TABLES}
 QUARANTINE_KEY = AssetKey(["sales_quarantine"])
 
 SALES_RETRY_POLICY = AWS_RETRY_POLICY
+SALES_TAGS = asset_tags(SALES_GROUP, "totesys")
 
 
 class PacketRef(Config):
@@ -134,6 +145,9 @@ def _discover_packets(
                 "rows across packets."
             ),
             kinds={"s3", "parquet"},
+            owners=OWNERS,
+            tags=SALES_TAGS,
+            metadata=column_schema_metadata(history_schema(table), COLUMN_DESCRIPTIONS),
         )
         for table in SOURCE_TABLES
     ],
@@ -286,6 +300,9 @@ def _star_check_specs() -> list[AssetCheckSpec]:
                 deps=list(RAW_KEYS.values()),
                 description=description,
                 kinds={"s3", "parquet"},
+                owners=OWNERS,
+                tags=SALES_TAGS,
+                metadata=column_schema_metadata(STAR_SCHEMAS[table], COLUMN_DESCRIPTIONS),
             )
             for table, description in {
                 "fact_sales_order": "Sales order history: one row per version of an order "
@@ -304,6 +321,9 @@ def _star_check_specs() -> list[AssetCheckSpec]:
             deps=list(RAW_KEYS.values()),
             description="Source rows the star schema could not use, each with its reason.",
             kinds={"s3"},
+            owners=OWNERS,
+            tags=SALES_TAGS,
+            metadata=column_schema_metadata(QUARANTINE_SCHEMA, COLUMN_DESCRIPTIONS),
         ),
     ],
     check_specs=_star_check_specs(),
@@ -380,7 +400,7 @@ def sales_star_schema(
             asset_key=STAR_KEYS_BY_TABLE[table],
             metadata={
                 "dagster/row_count": len(frame),
-                "dagster/column_schema": create_table_schema_metadata_from_dataframe(frame),
+                **column_schema_metadata(STAR_SCHEMAS[table], COLUMN_DESCRIPTIONS),
                 "changed_rows": entry["changed_rows"],
                 "s3_uri": MetadataValue.path(entry["uri"] or "unchanged: no file written"),
                 "output_sequence": entry.get("sequence", sequences.get(table, 0)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import DagsterInstance, materialize
@@ -25,6 +26,7 @@ from ons_pipeline.resources import (
     TimestreamResource,
     defaults,
 )
+from ons_pipeline.resources.influxql import quote_identifier
 
 
 def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
@@ -55,6 +57,11 @@ def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
     }
 
 
+# Fixed dates, so the object keys (the partition keys) README's CLI commands name exist
+# after every demo run. Seven-year bucket retention keeps them in InfluxDB.
+DEMO_LAST_DAY = datetime(2026, 11, 21, tzinfo=UTC)
+
+
 def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
     """Generate the demo files, load each into Timestream and InfluxDB, print what landed.
 
@@ -64,10 +71,13 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
     resources = demo_resources(stack_env)
     s3: ObjectStoreResource = resources["s3"]
     bucket = resources["energy_storage"].processed_bucket
-    files = generate_demo_files(days)
+    files = generate_demo_files(days, last_day=DEMO_LAST_DAY)
     for key, body in files.items():
         s3.put_bytes(bucket, key, body, "application/vnd.apache.parquet")
-    _say(f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/")
+    _say(
+        f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/; each "
+        "object key below is an energy partition key (dagster ... --partition '<key>')"
+    )
     try:  # the quickstart's instance (DAGSTER_HOME), so the runs show in the UI
         instance = DagsterInstance.get()
     except DagsterHomeNotSetError:
@@ -100,13 +110,16 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
         totals["rejected"] += rejected
         _say(f"  {key}: {points} InfluxDB points, {records} Timestream records")
     influxdb: InfluxDBResource = resources["influxdb"]
+    window_stop = int((DEMO_LAST_DAY + timedelta(days=1)).timestamp()) * 1_000_000_000
+    window_start = window_stop - days * 86_400 * 1_000_000_000
     _say("InfluxDB now holds (InfluxQL COUNT over the demo window):")
     for dataset in sorted({detect_dataset(key) for key in files}):
         measurement = MEASUREMENT[dataset]
         series = influxdb.influxql(
             influxdb.bucket_for(measurement),
-            f'SELECT COUNT(*) FROM "{measurement}" WHERE time > now() - {days + 2}d '
-            "GROUP BY region",
+            f"SELECT COUNT(*) FROM {quote_identifier(measurement)} "
+            "WHERE time >= $start AND time < $stop GROUP BY region",
+            params={"start": window_start, "stop": window_stop},
         )
         counts = {
             s["tags"]["region"]: max(v for v in s["values"][0][1:] if v is not None) for s in series

@@ -15,7 +15,7 @@ from ons_pipeline.energy.assets import (
     influxdb_points,
     timestream_records,
 )
-from ons_pipeline.energy.demo_data import generate_demo_files
+from ons_pipeline.energy.demo_data import demo_days, generate_demo_files
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.energy.schema import MEASUREMENT, detect_dataset
 from ons_pipeline.resources import (
@@ -57,13 +57,17 @@ def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# Fixed dates, so the object keys (the partition keys) README's CLI commands name exist
-# after every demo run. Seven-year bucket retention keeps them in InfluxDB.
+# The quickstart's fixed dates, so the object keys (the partition keys) README's CLI
+# commands name exist after every `ons-stack demo`. Seven-year bucket retention keeps them.
 DEMO_LAST_DAY = datetime(2026, 11, 21, tzinfo=UTC)
 
 
-def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
+def run_energy_demo(
+    stack_env: dict[str, str], days: int = 3, last_day: datetime | None = None
+) -> int:
     """Generate the demo files, load each into Timestream and InfluxDB, print what landed.
+
+    The files cover the `days` days up to `last_day` (default: up to yesterday).
 
     Returns:
         0 when every load succeeded, else 1.
@@ -71,7 +75,7 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
     resources = demo_resources(stack_env)
     s3: ObjectStoreResource = resources["s3"]
     bucket = resources["energy_storage"].processed_bucket
-    files = generate_demo_files(days, last_day=DEMO_LAST_DAY)
+    files = generate_demo_files(days, last_day=last_day)
     for key, body in files.items():
         s3.put_bytes(bucket, key, body, "application/vnd.apache.parquet")
     _say(
@@ -110,8 +114,9 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
         totals["rejected"] += rejected
         _say(f"  {key}: {points} InfluxDB points, {records} Timestream records")
     influxdb: InfluxDBResource = resources["influxdb"]
-    window_stop = int((DEMO_LAST_DAY + timedelta(days=1)).timestamp()) * 1_000_000_000
-    window_start = window_stop - days * 86_400 * 1_000_000_000
+    first_day = min(demo_days(days, None if last_day is None else last_day + timedelta(days=1)))
+    window_start = int(first_day.timestamp()) * 1_000_000_000
+    window_stop = window_start + days * 86_400 * 1_000_000_000
     _say("InfluxDB now holds (InfluxQL COUNT over the demo window):")
     for dataset in sorted({detect_dataset(key) for key in files}):
         measurement = MEASUREMENT[dataset]

@@ -86,9 +86,9 @@ def run_demo(stack_env: dict[str, str], project_dir: Path) -> int:
         rows = pq.read_metadata(io.BytesIO(body)).num_rows
         print(f"  s3://{processed}/{key}  ({rows:,} rows)")
     print("\n== Energy: processed Parquet into Timestream and InfluxDB ==")
-    from ons_pipeline.energy.demo import run_energy_demo
+    from ons_pipeline.energy.demo import DEMO_LAST_DAY, run_energy_demo
 
-    energy_status = run_energy_demo(stack_env)
+    energy_status = run_energy_demo(stack_env, last_day=DEMO_LAST_DAY)
     print("\n== Visits: event-log checkpoint and analytics ==")
     from ons_pipeline.visits.demo import run_visits_demo
 

@@ -44,6 +44,7 @@ NOT_RUN: dict[str, str] = {
     "dagster dev": "a long-running UI server; test_webserver.py and scripts/ui_check.py drive it",
     "dagster-webserver": "a long-running server (production start-up)",
     "dagster-daemon": "a long-running daemon (production start-up)",
+    "curl": "calls README's fixed local ports; this test's stack listens on free ports",
     "docker": "needs a Docker daemon and an image registry",
     "terraform": "needs AWS credentials and an account",
     "python3 -m venv": "creating the virtualenv is CI's own first step",

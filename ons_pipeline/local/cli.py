@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from ons_pipeline.local import query_api
 from ons_pipeline.local.stack import LocalStack, StackError
 
 DEFAULT_MOTO_PORT = 5055
@@ -35,6 +37,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--moto-port", type=int, default=DEFAULT_MOTO_PORT)
         cmd.add_argument("--influx-port", type=int, default=DEFAULT_INFLUX_PORT)
         cmd.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT)
+        cmd.add_argument(
+            "--api-port",
+            type=int,
+            # ONS_QUERY_API_PORT moves the default (tests run README's commands on free ports).
+            default=int(os.environ.get("ONS_QUERY_API_PORT") or query_api.DEFAULT_API_PORT),
+        )
         if name == "demo":
             cmd.add_argument(
                 "--project-dir", type=Path, default=None, help="default: current directory"
@@ -66,6 +74,14 @@ def _up(args: argparse.Namespace, state_dir: Path) -> LocalStack:
     else:
         print(f"  InfluxDB v2 API:   {stack.influxdb_url}  (gateway)")
         print(f"  InfluxQL /query:   {stack.influxd_url}  (influxd 1.x)")
+    api = query_api.start_api(
+        stack.env,
+        args.api_port,
+        stack.log_dir / "query_api.log",
+        stack.state_dir,
+        reuse=stack.reused,  # a new stack has new ports: the API restarts with them
+    )
+    print(f'  Query API:         {api.url}/query  (POST {{"question": ...}})')
     print(f"  logs:              {stack.log_dir}")
     print(f"Wrote {env_file}")
     print("Next: `dagster dev` (reads .env), `ons-stack status`, `ons-stack down` when done.")
@@ -82,6 +98,11 @@ def _status(state_dir: Path) -> int:
         state = "up" if info["alive"] else "DOWN"
         all_up = all_up and info["alive"]
         print(f"  {name:<8} {state:<5} pid {info['pid']:<8} {info['url']}")
+    api = query_api.read_recorded(state_dir)
+    if api is not None:
+        state = "up" if query_api.is_running(api) else "DOWN"
+        all_up = all_up and state == "up"
+        print(f"  {'api':<8} {state:<5} pid {api.pid:<8} {api.url}")
     return 0 if all_up else 1
 
 
@@ -95,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "down":
             stack = LocalStack(state_dir, detach=True)
             recorded = stack.status()
+            query_api.stop_recorded(state_dir)
             stack.stop()
             if recorded:
                 print(f"Stopped the local stack in {state_dir}.")
@@ -116,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 return 1
             return run_demo(stack.env, (args.project_dir or Path.cwd()).resolve())
-    except StackError as err:
+    except (StackError, query_api.ApiError) as err:
         print(f"ons-stack: {err}", file=sys.stderr)
         return 1
     return 2

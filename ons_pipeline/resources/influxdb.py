@@ -25,7 +25,13 @@ from influxdb_client.rest import ApiException
 from pydantic import Field, PrivateAttr
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ons_pipeline.resources.aws import build_client
+from ons_pipeline.energy.query.breaker import (
+    STATE_VALUES,
+    CircuitBreaker,
+    CircuitOpenError,
+    shared_breaker,
+)
+from ons_pipeline.resources.aws import CloudWatchMetricsResource, Metric, build_client
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -36,6 +42,18 @@ RETENTION_SECONDS = 7 * 365 * 24 * 3600
 
 class InfluxDBUnavailableError(RuntimeError):
     """InfluxDB did not answer its health check or kept failing with retryable errors."""
+
+
+class InfluxDBCircuitOpenError(InfluxDBUnavailableError):
+    """The circuit breaker is open: InfluxDB was not called; `retry_after` in seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InfluxQLError(RuntimeError):
+    """InfluxDB answered and refused the statement (4xx other than 429, or a result error)."""
 
 
 class InfluxDBWriteError(RuntimeError):
@@ -95,6 +113,12 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
     )
     timeout_ms: int = Field(default=30_000, description="HTTP timeout per request.")
     backoff_seconds: float = Field(default=0.5, description="First retry delay; doubles.")
+    breaker_failures: int = Field(
+        default=3, description="Consecutive failures that open the circuit breaker."
+    )
+    breaker_cooldown_seconds: float = Field(
+        default=30.0, description="Open circuit: seconds before one probe is let through."
+    )
     _client: Any = PrivateAttr(default=None)
     _token: str | None = PrivateAttr(default=None)
 
@@ -139,21 +163,64 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             InfluxDBUnavailableError: no answer or a failing status.
         """
         started = time.monotonic()
-        try:
-            with warnings.catch_warnings():
-                # `health()` is deprecated for `ping()`, which does not report the status.
-                warnings.simplefilter("ignore", DeprecationWarning)
-                check = self.get_client().health()
-        except Exception as error:
-            raise InfluxDBUnavailableError(
-                f"InfluxDB unavailable at {self.url}: {error}"
-            ) from error
+
+        def check_health() -> Any:
+            try:
+                with warnings.catch_warnings():
+                    # `health()` is deprecated for `ping()`, which does not report the status.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    check = self.get_client().health()
+            except Exception as error:
+                raise InfluxDBUnavailableError(
+                    f"InfluxDB unavailable at {self.url}: {error}"
+                ) from error
+            if check.status != "pass":
+                raise InfluxDBUnavailableError(
+                    f"InfluxDB unavailable at {self.url}: health {check.status}: {check.message}"
+                )
+            return check
+
+        check = self.guarded(check_health)
         elapsed = round((time.monotonic() - started) * 1000, 1)
-        if check.status != "pass":
-            raise InfluxDBUnavailableError(
-                f"InfluxDB unavailable at {self.url}: health {check.status}: {check.message}"
-            )
         return {"status": "healthy", "response_time_ms": elapsed, "version": check.version}
+
+    def breaker(self) -> CircuitBreaker:
+        """The process-wide circuit breaker for this InfluxDB (its state is published)."""
+        breaker = shared_breaker(
+            self.url,
+            failure_threshold=self.breaker_failures,
+            cooldown_seconds=self.breaker_cooldown_seconds,
+        )
+        if self.url not in _PUBLISHED:
+            _PUBLISHED.add(self.url)
+            metrics = CloudWatchMetricsResource(
+                region_name=self.region_name,
+                endpoint_url=self.endpoint_url,
+                aws_access_key_id=self.aws_access_key_id,
+                aws_secret_access_key=self.aws_secret_access_key,
+                aws_session_token=self.aws_session_token,
+            )
+            breaker.add_listener(
+                lambda name, _old, new, _reason: metrics.put(
+                    METRICS_NAMESPACE,
+                    [Metric("CircuitState", STATE_VALUES[new], "None", {"Circuit": name})],
+                )
+            )
+        return breaker
+
+    def guarded(self, fn: Callable[[], Any]) -> Any:
+        """Run `fn` behind the breaker; only `InfluxDBUnavailableError` counts as a failure.
+
+        Raises:
+            InfluxDBCircuitOpenError: the breaker is open; InfluxDB was not called.
+        """
+        breaker = self.breaker()
+        try:
+            return breaker.call(fn, lambda e: isinstance(e, InfluxDBUnavailableError))
+        except CircuitOpenError as error:
+            raise InfluxDBCircuitOpenError(
+                f"InfluxDB at {self.url} is failing: {error}", error.retry_after
+            ) from error
 
     def ensure_bucket(self, name: str) -> bool:
         """Create the bucket with seven-year retention, or give an existing one that retention.
@@ -198,7 +265,15 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             InfluxDBWriteError: 401/403/404 and other non-line errors.
         """
         write_api = self.write_service()
+        return self.guarded(lambda: self._write_batches(write_api, bucket, batches, split))
 
+    def _write_batches(
+        self,
+        write_api: Any,
+        bucket: str,
+        batches: Iterable[tuple[int, int, bytes]],
+        split: Callable[[int, int], bytes],
+    ) -> WriteOutcome:
         def one(batch: tuple[int, int, bytes]) -> WriteOutcome:
             start, stop, body = batch
             result = WriteOutcome(batches=1)
@@ -280,7 +355,12 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         """Run one InfluxQL read over `/query`; the result's series.
 
         `params` are bind parameters (`$name` in `statement`), sent beside the text so a
-        value never becomes query syntax.
+        value never becomes query syntax. 429, 5xx and connection errors are retried with
+        exponential backoff (seed 003's `execute_flux_query_with_retry`), behind the breaker.
+
+        Raises:
+            InfluxDBUnavailableError: retries exhausted, or the breaker is open.
+            InfluxQLError: the server refused the statement.
         """
         base = (self.query_url or self.url).rstrip("/")
         query = {"db": database, "q": statement, "epoch": "ns"}
@@ -291,20 +371,44 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             f"{base}/query?{params_qs}",
             headers={"Authorization": f"Token {self.resolved_token()}"},
         )
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_ms / 1000) as response:
-                payload = json.load(response)
-        except (urllib.error.URLError, OSError) as error:
-            raise InfluxDBUnavailableError(f"InfluxDB query failed: {error}") from error
+
+        def attempt_once() -> dict[str, Any]:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_ms / 1000) as response:
+                    return json.load(response)
+            except urllib.error.HTTPError as error:
+                if error.code != 429 and error.code < 500:
+                    raise InfluxQLError(
+                        f"InfluxQL refused ({error.code}): {error.read()!r}"
+                    ) from error
+                raise InfluxDBUnavailableError(f"InfluxDB query failed: {error}") from error
+            except (urllib.error.URLError, OSError) as error:
+                raise InfluxDBUnavailableError(f"InfluxDB query failed: {error}") from error
+
+        def with_retries() -> dict[str, Any]:
+            for attempt in range(self.max_retries + 1):
+                try:
+                    return attempt_once()
+                except InfluxDBUnavailableError:
+                    if attempt >= self.max_retries:
+                        raise
+                time.sleep(self.backoff_seconds * (2**attempt))
+            raise AssertionError("unreachable")
+
+        payload = self.guarded(with_retries)
         result = payload["results"][0]
         if "error" in result:
-            raise RuntimeError(f"InfluxQL error: {result['error']}")
+            raise InfluxQLError(f"InfluxQL error: {result['error']}")
         return result.get("series", [])
 
     def teardown_after_execution(self, context: Any) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+METRICS_NAMESPACE = "ONS/InfluxDB"
+_PUBLISHED: set[str] = set()  # breakers whose transitions already go to CloudWatch
 
 
 def _error_message(error: ApiException) -> str:

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from ons_pipeline.local.stack import free_port
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -123,12 +125,16 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     try:
         yield directory
     finally:
+        from ons_pipeline.local import query_api
+
+        query_api.stop_recorded(stack.state_dir)
         stack.stop()
 
 
-def _run(command: Command, project: Path) -> subprocess.CompletedProcess[str]:
+def _run(command: Command, project: Path, api_port: int) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "AWS_"))}
     env["PATH"] = f"{project / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["ONS_QUERY_API_PORT"] = str(api_port)  # `ons-stack up` starts the API: not on 8188
     script = "\n".join(["set -e", *command.prelude, command.text])
     return subprocess.run(
         ["bash", "-c", script],
@@ -179,9 +185,10 @@ def test_every_readme_command_runs_as_written(project: Path) -> None:
     ordered += [c for c in runnable if any(c.matches(p) for p in RUN_LAST)]
     report = [f"skipped  {c.text}  ({why_not_run(c)})" for c in commands if c not in runnable]
     failures = []
+    api_port = free_port()
     for command in ordered:
         started = time.monotonic()
-        result = _run(command, project)
+        result = _run(command, project, api_port)
         took = time.monotonic() - started
         report.append(f"exit {result.returncode}  {command.text}  ({took:.0f}s)")
         if result.returncode != 0:

@@ -74,6 +74,7 @@ JOBS = [
     "energy_blue_green_job",
     "energy_load_job",
     "energy_migration_job",
+    "sales_packets_job",
     "sales_star_schema_job",
     "visits_checkpoint_job",
 ]
@@ -81,6 +82,7 @@ JOB_GROUPS = {
     "energy_blue_green_job": "",  # checks only
     "energy_load_job": "energy",
     "energy_migration_job": "energy_migration",
+    "sales_packets_job": "sales",
     "sales_star_schema_job": "sales",
     "visits_checkpoint_job": "visits",
 }
@@ -201,3 +203,30 @@ def test_dagster_definitions_validate() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# A process that loads the code location, builds every resource (as each step does) and
+# resolves the jobs the demos run, with every warning an error.
+_CLEAN_START = """
+from ons_pipeline.definitions import build_defs
+from ons_pipeline.resources import default_resources
+defs = build_defs()
+for resource in default_resources().values():
+    type(resource)(**resource._get_non_default_public_field_values())
+for name in ("sales_star_schema_job", "visits_checkpoint_job", "sales_packets_job"):
+    defs.resolve_job_def(name)
+"""
+
+
+def test_a_clean_start_warns_nothing() -> None:
+    """No BetaWarning from SSMResource at each process and step start, no job warnings."""
+    result = subprocess.run(
+        [sys.executable, "-W", "error", "-c", _CLEAN_START],
+        env=_subprocess_env(AWS_ENDPOINT_URL="http://127.0.0.1:9"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]

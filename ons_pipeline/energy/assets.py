@@ -7,6 +7,7 @@ the quarantine object is overwritten under a name derived from the key.
 """
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -19,15 +20,22 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
 )
-from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 
 from ons_pipeline.energy.migration.cutover import skipped_by_sinks
 from ons_pipeline.energy.partitions import energy_objects_partitions
-from ons_pipeline.energy.schema import MEASUREMENT, FileRejectedError, detect_dataset
+from ons_pipeline.energy.schema import (
+    COLUMN_DESCRIPTIONS,
+    MEASUREMENT,
+    PROCESSED_SCHEMA,
+    FileRejectedError,
+    detect_dataset,
+    file_schema,
+)
 from ons_pipeline.energy.transform import (
     CHUNK_ROWS,
     PreparedFile,
@@ -43,7 +51,13 @@ from ons_pipeline.energy.transform import (
     timestream_calls,
 )
 from ons_pipeline.platform.failures import classified_failures
-from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
+from ons_pipeline.platform.metadata import (
+    AWS_RETRY_POLICY,
+    OWNERS,
+    asset_tags,
+    column_schema_metadata,
+    markdown_table,
+)
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
@@ -63,6 +77,12 @@ METRICS_NAMESPACE_INFLUXDB = "ONS/InfluxDB"
 METRICS_NAMESPACE_TIMESTREAM = "ONS/Timestream"
 
 ENERGY_RETRY_POLICY = AWS_RETRY_POLICY
+ENERGY_TAGS = asset_tags(ENERGY_GROUP, "ons-energy")
+# Seed 003: processed files arrive daily; a load older than a day and a bit is overdue.
+ENERGY_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=30), warn_window=timedelta(hours=25)
+)
+ENERGY_SPEC_METADATA = column_schema_metadata(PROCESSED_SCHEMA, COLUMN_DESCRIPTIONS)
 
 
 def read_and_prepare(
@@ -196,6 +216,10 @@ def compare_counts(
     partitions_def=energy_objects_partitions,
     retry_policy=ENERGY_RETRY_POLICY,
     kinds={"influxdb", "s3"},
+    owners=OWNERS,
+    tags=ENERGY_TAGS,
+    metadata=ENERGY_SPEC_METADATA,
+    freshness_policy=ENERGY_FRESHNESS,
     check_specs=[
         AssetCheckSpec(
             "rows_accounted_for",
@@ -229,7 +253,7 @@ def influxdb_points(
     except InfluxDBUnavailableError as error:
         metrics.put(
             METRICS_NAMESPACE_INFLUXDB,
-            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"})],
+            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"}, total=True)],
         )
         raise Failure(description=str(error), allow_retries=True) from error
     prepared = read_and_prepare(
@@ -307,7 +331,7 @@ def influxdb_points(
             Metric("SuccessRate", success_rate, unit="None"),
             Metric("FailedBatches", outcome.failed_batches),
             *(
-                Metric("ProcessingErrors", count, dimensions={"ErrorType": reason})
+                Metric("ProcessingErrors", count, dimensions={"ErrorType": reason}, total=True)
                 for reason, count in reasons.items()
             ),
         ],
@@ -342,6 +366,9 @@ def influxdb_points(
                 }
             ),
             "influxdb_health": MetadataValue.json(health),
+            **column_schema_metadata(
+                file_schema(prepared.dataset, prepared.layout), COLUMN_DESCRIPTIONS
+            ),
             "processing_time_seconds": round(elapsed, 3),
             "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
             "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
@@ -367,6 +394,10 @@ def influxdb_points(
     partitions_def=energy_objects_partitions,
     retry_policy=ENERGY_RETRY_POLICY,
     kinds={"timestream", "s3"},
+    owners=OWNERS,
+    tags=ENERGY_TAGS,
+    metadata=ENERGY_SPEC_METADATA,
+    freshness_policy=ENERGY_FRESHNESS,
     check_specs=[
         AssetCheckSpec(
             "rows_accounted_for",
@@ -391,7 +422,9 @@ def timestream_records(
         return
     prepared = read_and_prepare(s3, energy_storage, key, store="timestream")
     # Version = load time: a re-load of a corrected file upserts instead of being refused.
-    calls = timestream_calls(prepared, version=time.time_ns() // 1_000_000)
+    calls = timestream_calls(
+        prepared, version=time.time_ns() // 1_000_000, batch_size=timestream.max_batch_size
+    )
     try:
         results = timestream.write_calls(
             prepared.dataset, [(call.common, call.records) for call in calls]
@@ -399,7 +432,7 @@ def timestream_records(
     except TimestreamUnavailableError as error:
         metrics.put(
             METRICS_NAMESPACE_TIMESTREAM,
-            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"})],
+            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"}, total=True)],
         )
         raise Failure(description=str(error), allow_retries=True) from error
     except TimestreamWriteError as error:
@@ -457,8 +490,8 @@ def timestream_records(
             "processing_time_seconds": round(elapsed, 3),
             "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
             "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
-            "dagster/column_schema": create_table_schema_metadata_from_dataframe(
-                prepared.accepted.head(0)
+            **column_schema_metadata(
+                file_schema(prepared.dataset, prepared.layout), COLUMN_DESCRIPTIONS
             ),
             "preview": markdown_table(prepared.accepted),
         }

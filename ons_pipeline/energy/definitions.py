@@ -12,9 +12,10 @@ from ons_pipeline.energy.migration.assets import (
     migration_assets,
 )
 from ons_pipeline.energy.sensors import energy_object_sensor
+from ons_pipeline.platform.metadata import with_code_references
 
 defs = Definitions(
-    assets=[influxdb_points, timestream_records, *migration_assets],
+    assets=with_code_references([influxdb_points, timestream_records, *migration_assets]),
     asset_checks=blue_green_checks,
     jobs=[energy_load_job, energy_migration_job, energy_blue_green_job],
     schedules=[energy_blue_green_daily],

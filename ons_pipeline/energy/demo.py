@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dagster import DagsterInstance, materialize
@@ -14,7 +15,7 @@ from ons_pipeline.energy.assets import (
     influxdb_points,
     timestream_records,
 )
-from ons_pipeline.energy.demo_data import generate_demo_files
+from ons_pipeline.energy.demo_data import demo_days, generate_demo_files
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.energy.schema import MEASUREMENT, detect_dataset
 from ons_pipeline.resources import (
@@ -58,8 +59,17 @@ def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
+# The quickstart's fixed dates, so the object keys (the partition keys) README's CLI
+# commands name exist after every `ons-stack demo`. Seven-year bucket retention keeps them.
+DEMO_LAST_DAY = datetime(2026, 11, 21, tzinfo=UTC)
+
+
+def run_energy_demo(
+    stack_env: dict[str, str], days: int = 3, last_day: datetime | None = None
+) -> int:
     """Generate the demo files, load each into Timestream and InfluxDB, print what landed.
+
+    The files cover the `days` days up to `last_day` (default: up to yesterday).
 
     Returns:
         0 when every load succeeded, else 1.
@@ -67,10 +77,13 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
     resources = demo_resources(stack_env)
     s3: ObjectStoreResource = resources["s3"]
     bucket = resources["energy_storage"].processed_bucket
-    files = generate_demo_files(days)
+    files = generate_demo_files(days, last_day=last_day)
     for key, body in files.items():
         s3.put_bytes(bucket, key, body, "application/vnd.apache.parquet")
-    _say(f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/")
+    _say(
+        f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/; each "
+        "object key below is an energy partition key (dagster ... --partition '<key>')"
+    )
     try:  # the quickstart's instance (DAGSTER_HOME), so the runs show in the UI
         instance = DagsterInstance.get()
     except DagsterHomeNotSetError:
@@ -103,14 +116,17 @@ def run_energy_demo(stack_env: dict[str, str], days: int = 3) -> int:
         totals["rejected"] += rejected
         _say(f"  {key}: {points} InfluxDB points, {records} Timestream records")
     influxdb: InfluxDBResource = resources["influxdb"]
+    first_day = min(demo_days(days, None if last_day is None else last_day + timedelta(days=1)))
+    window_start = int(first_day.timestamp()) * 1_000_000_000
+    window_stop = window_start + days * 86_400 * 1_000_000_000
     _say("InfluxDB now holds (InfluxQL COUNT over the demo window):")
     for dataset in sorted({detect_dataset(key) for key in files}):
         measurement = MEASUREMENT[dataset]
         series = influxdb.influxql(
             influxdb.bucket_for(measurement),
-            f"SELECT COUNT(*) FROM {quote_identifier(measurement)} "  # nosec B608  # quoted name, int window
-            f"WHERE time > now() - {days + 2}d "
-            "GROUP BY region",
+            f"SELECT COUNT(*) FROM {quote_identifier(measurement)} "  # nosec B608  # quoted name; values bound
+            "WHERE time >= $start AND time < $stop GROUP BY region",
+            params={"start": window_start, "stop": window_stop},
         )
         counts = {
             s["tags"]["region"]: max(v for v in s["values"][0][1:] if v is not None) for s in series

@@ -139,11 +139,14 @@ def to_parquet(frame: pd.DataFrame, row_group_size: int | None = None) -> bytes:
     return buffer.getvalue()
 
 
-def generate_demo_files(days: int = 3, seed: int = 7) -> dict[str, bytes]:
-    """Object key -> Parquet bytes for every dataset and day."""
+def generate_demo_files(
+    days: int = 3, seed: int = 7, last_day: datetime | None = None
+) -> dict[str, bytes]:
+    """Object key -> Parquet bytes for every dataset and day (the days up to `last_day`)."""
     rng = np.random.default_rng(seed)
+    today = None if last_day is None else last_day + timedelta(days=1)
     return {
         object_key(dataset, day): to_parquet(build(day, rng))
-        for day in demo_days(days)
+        for day in demo_days(days, today)
         for dataset, build in BUILDERS.items()
     }

@@ -10,6 +10,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Final
 
+import pyarrow as pa
+
 DATASETS: Final = ("generation", "consumption", "transmission")
 DIMENSION: Final = {
     "generation": "energy_source",
@@ -38,6 +40,48 @@ UNIT_FIELDS: Final = {
 DEFAULT_FIELD: Final = "value"
 # Timestream's limit on a dimension value, and the rule we apply to every tag and unit.
 MAX_TAG_BYTES: Final = 2048
+
+# The columns of a processed file, as loaded (a file has its dataset's dimension and either
+# `value` + `unit` (long) or its dataset's wide fields), each described for the UI.
+PROCESSED_SCHEMA: Final = pa.schema(
+    [
+        pa.field("timestamp", pa.timestamp("ns", tz="UTC"), nullable=False),
+        pa.field("region", pa.string(), nullable=False),
+        *(pa.field(DIMENSION[d], pa.string()) for d in DATASETS),
+        pa.field("value", pa.float64()),
+        pa.field("unit", pa.string()),
+        *(pa.field(name, pa.float64()) for d in DATASETS for name in WIDE_FIELDS[d]),
+        *(pa.field(name, pa.string()) for name in OPTIONAL_TAGS),
+    ]
+)
+COLUMN_DESCRIPTIONS: Final[dict[str, str]] = {
+    "timestamp": "When the value was measured (any unit or zone in the file; loaded as UTC ns).",
+    "region": "Grid region, e.g. N, NE, SE/CO, S (a tag in InfluxDB, a dimension in Timestream).",
+    "energy_source": "generation only: the source, e.g. hydro, wind, solar (tag/dimension).",
+    "consumer_type": "consumption only: residential, industrial or commercial (tag/dimension).",
+    "line_id": "transmission only: the line, e.g. SE-S_765kV (tag/dimension).",
+    "value": "Long files: the measured value; the field is named from the unit (MW: power_mw).",
+    "unit": "Long files: the value's unit (MW, MWh, kV, A, Hz, %, ratio).",
+    "power_mw": "generation, wide: power generated, MW.",
+    "capacity_factor": "generation, wide: share of installed capacity used, 0-1.",
+    "efficiency": "generation, wide: conversion efficiency, 0-1.",
+    "consumption_mwh": "consumption, wide: energy consumed in the interval, MWh.",
+    "demand_mw": "consumption, wide: demand, MW.",
+    "load_factor": "consumption, wide: average over peak load, 0-1.",
+    "flow_mw": "transmission, wide: power flowing on the line, MW.",
+    "losses_mwh": "transmission, wide: energy lost on the line, MWh.",
+    "voltage_kv": "transmission, wide: line voltage, kV.",
+    "measurement_type": "Optional tag: what was measured, e.g. power.",
+    "quality_flag": "Optional tag: the measurement's quality, e.g. good.",
+}
+
+
+def file_schema(dataset: str, layout: str) -> pa.Schema:
+    """The processed-file columns a `dataset` file in `layout` (long or wide) has."""
+    fields = ["value", "unit"] if layout == "long" else list(WIDE_FIELDS[dataset])
+    names = {"timestamp", "region", DIMENSION[dataset], *fields, *OPTIONAL_TAGS}
+    return pa.schema([f for f in PROCESSED_SCHEMA if f.name in names])
+
 
 REASONS: Final = (
     "invalid_timestamp",

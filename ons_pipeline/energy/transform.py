@@ -624,8 +624,10 @@ class WriteCall:
 MAX_RECORDS_PER_CALL: Final = 100
 
 
-def timestream_calls(prepared: PreparedFile, version: int) -> list[WriteCall]:
-    """Records grouped by shared dimensions into calls of at most 100.
+def timestream_calls(
+    prepared: PreparedFile, version: int, batch_size: int = MAX_RECORDS_PER_CALL
+) -> list[WriteCall]:
+    """Records grouped by shared dimensions into calls of at most `batch_size` (<= 100).
 
     Long rows: measure `value` (DOUBLE) with the unit as a dimension. Wide rows: one
     multi-measure record of DOUBLE measures, one per non-null field. The time unit is
@@ -633,6 +635,8 @@ def timestream_calls(prepared: PreparedFile, version: int) -> list[WriteCall]:
     measure name, type, time unit and version go in `CommonAttributes`, so a record holds
     only its time and value(s).
     """
+    if not 1 <= batch_size <= MAX_RECORDS_PER_CALL:
+        raise ValueError(f"batch_size must be 1..{MAX_RECORDS_PER_CALL}, got {batch_size}")
     frame = prepared.accepted
     if frame.empty:
         return []
@@ -672,6 +676,7 @@ def timestream_calls(prepared: PreparedFile, version: int) -> list[WriteCall]:
             whole_ms,
             time_text,
             value_text,
+            batch_size,
         )
     finally:
         if gc_was_enabled:
@@ -690,6 +695,7 @@ def _build_calls(
     whole_ms: np.ndarray,
     time_text: list[str],
     value_text: dict[str, list[str]],
+    size: int,
 ) -> list[WriteCall]:
     frame = prepared.accepted
     calls: list[WriteCall] = []
@@ -710,8 +716,8 @@ def _build_calls(
         else:
             names = [c for c in prepared.field_columns if not np.isnan(frame[c].iat[first])]
             common |= {"MeasureName": f"{prepared.dataset}_fields", "MeasureValueType": "MULTI"}
-        for lo in range(start, stop, MAX_RECORDS_PER_CALL):
-            hi = min(lo + MAX_RECORDS_PER_CALL, stop)
+        for lo in range(start, stop, size):
+            hi = min(lo + size, stop)
             if prepared.layout == "long":
                 records = [
                     {"Time": t, "MeasureValue": v}

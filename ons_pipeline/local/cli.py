@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -36,7 +37,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--moto-port", type=int, default=DEFAULT_MOTO_PORT)
         cmd.add_argument("--influx-port", type=int, default=DEFAULT_INFLUX_PORT)
         cmd.add_argument("--gateway-port", type=int, default=DEFAULT_GATEWAY_PORT)
-        cmd.add_argument("--api-port", type=int, default=query_api.DEFAULT_API_PORT)
+        cmd.add_argument(
+            "--api-port",
+            type=int,
+            # ONS_QUERY_API_PORT moves the default (tests run README's commands on free ports).
+            default=int(os.environ.get("ONS_QUERY_API_PORT") or query_api.DEFAULT_API_PORT),
+        )
         if name == "demo":
             cmd.add_argument(
                 "--project-dir", type=Path, default=None, help="default: current directory"

@@ -53,7 +53,7 @@ def run_demo(stack_env: dict[str, str], project_dir: Path) -> int:
 
     defs = build_defs()  # resources from the environment that now points at the stack
 
-    job = defs.get_job_def("sales_star_schema_job")
+    job = defs.resolve_job_def("sales_star_schema_job")
     with DagsterInstance.get() as instance:
         result = job.execute_in_process(
             instance=instance,
@@ -79,18 +79,16 @@ def run_demo(stack_env: dict[str, str], project_dir: Path) -> int:
     listing = s3.list_objects_v2(Bucket=processed)
     for item in listing.get("Contents", []):
         key = item["Key"]
-        if key.startswith("_state/"):
+        # The bucket also holds sales state, quarantine and energy input: list the star only.
+        if key.split("/", 1)[0] not in defaults.STAR_TABLES or not key.endswith(".parquet"):
             continue
-        if key.endswith(".parquet"):
-            body = s3.get_object(Bucket=processed, Key=key)["Body"].read()
-            rows = pq.read_metadata(io.BytesIO(body)).num_rows
-            print(f"  s3://{processed}/{key}  ({rows:,} rows)")
-        else:
-            print(f"  s3://{processed}/{key}")
+        body = s3.get_object(Bucket=processed, Key=key)["Body"].read()
+        rows = pq.read_metadata(io.BytesIO(body)).num_rows
+        print(f"  s3://{processed}/{key}  ({rows:,} rows)")
     print("\n== Energy: processed Parquet into Timestream and InfluxDB ==")
-    from ons_pipeline.energy.demo import run_energy_demo
+    from ons_pipeline.energy.demo import DEMO_LAST_DAY, run_energy_demo
 
-    energy_status = run_energy_demo(stack_env)
+    energy_status = run_energy_demo(stack_env, last_day=DEMO_LAST_DAY)
     print("\n== Visits: event-log checkpoint and analytics ==")
     from ons_pipeline.visits.demo import run_visits_demo
 

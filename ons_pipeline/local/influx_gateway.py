@@ -77,6 +77,22 @@ def parse_go_duration(text: str) -> int:
     return round(sum(float(n) * _GO_DURATION_SECONDS[u] for n, u in parts))
 
 
+def _retention_seconds(request: dict[str, Any]) -> int:
+    """The expire rule's seconds from a v2 bucket request (0: keep forever)."""
+    every = 0
+    for rule in request.get("retentionRules") or []:
+        if rule.get("type", "expire") == "expire":
+            every = int(rule.get("everySeconds") or 0)
+    # 1.x and 2.x share this floor; 0 means keep forever.
+    if 0 < every < 3600:
+        raise GatewayError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            "unprocessable entity",
+            "retention policy duration must be at least 1h0m0s",
+        )
+    return every
+
+
 class Upstream:
     """The 1.x server: raw HTTP plus the few InfluxQL statements buckets need."""
 
@@ -133,19 +149,26 @@ class Upstream:
         series = self.influxql("SHOW DATABASES")
         return sorted(row[0] for s in series for row in s.get("values") or [])
 
-    def default_retention(self, database: str) -> tuple[int, int]:
-        """(retention seconds, shard group seconds) of the database's default policy."""
+    def default_policy(self, database: str) -> dict[str, Any]:
+        """The database's default retention policy as SHOW RETENTION POLICIES gives it."""
         series = self.influxql(f"SHOW RETENTION POLICIES ON {quote_identifier(database)}")
         for s in series:
             columns = s["columns"]
             for row in s.get("values") or []:
                 record = dict(zip(columns, row, strict=True))
                 if record.get("default"):
-                    return (
-                        parse_go_duration(record["duration"]),
-                        parse_go_duration(record["shardGroupDuration"]),
-                    )
-        return 0, 0
+                    return record
+        return {}
+
+    def default_retention(self, database: str) -> tuple[int, int]:
+        """(retention seconds, shard group seconds) of the database's default policy."""
+        record = self.default_policy(database)
+        if not record:
+            return 0, 0
+        return (
+            parse_go_duration(record["duration"]),
+            parse_go_duration(record["shardGroupDuration"]),
+        )
 
     def version(self) -> str:
         status, headers, _ = self.request("GET", "/ping")
@@ -304,17 +327,7 @@ class Gateway:
             )
         if request.get("orgID") not in (None, self.org_id):
             raise GatewayError(HTTPStatus.NOT_FOUND, "not found", "organization not found")
-        every = 0
-        for rule in request.get("retentionRules") or []:
-            if rule.get("type", "expire") == "expire":
-                every = int(rule.get("everySeconds") or 0)
-        # 1.x and 2.x share this floor; 0 means keep forever.
-        if 0 < every < 3600:
-            raise GatewayError(
-                HTTPStatus.UNPROCESSABLE_ENTITY,
-                "unprocessable entity",
-                "retention policy duration must be at least 1h0m0s",
-            )
+        every = _retention_seconds(request)
         with self._bucket_lock:
             if name in self.upstream.databases():
                 raise GatewayError(
@@ -326,6 +339,22 @@ class Gateway:
             self.upstream.influxql(
                 f"CREATE DATABASE {quote_identifier(name)} WITH DURATION {duration} "
                 f"NAME {quote_identifier(_RETENTION_POLICY)}"
+            )
+        return self.bucket_json(name)
+
+    def update_bucket(self, bucket_id: str, body: bytes) -> dict[str, Any]:
+        """PATCH a bucket's retention: ALTER its database's default retention policy."""
+        name = self.get_bucket(bucket_id)["name"]
+        try:
+            request = json.loads(body or b"{}")
+        except ValueError as err:
+            raise GatewayError(HTTPStatus.BAD_REQUEST, "invalid", f"invalid JSON: {err}") from err
+        if request.get("retentionRules") is not None:
+            every = _retention_seconds(request)
+            policy = self.upstream.default_policy(name).get("name", _RETENTION_POLICY)
+            self.upstream.influxql(
+                f"ALTER RETENTION POLICY {quote_identifier(policy)} ON {quote_identifier(name)} "
+                f"DURATION {f'{every}s' if every else 'INF'}"
             )
         return self.bucket_json(name)
 
@@ -358,6 +387,9 @@ class GatewayHandler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
 
     def do_HEAD(self) -> None:
         self._dispatch("HEAD")
@@ -459,6 +491,8 @@ class GatewayHandler(BaseHTTPRequestHandler):
             bucket_id = path.rsplit("/", 1)[1]
             if method == "GET":
                 self._send_json(HTTPStatus.OK, gateway.get_bucket(bucket_id))
+            elif method == "PATCH":
+                self._send_json(HTTPStatus.OK, gateway.update_bucket(bucket_id, body))
             elif method == "DELETE":
                 gateway.delete_bucket(bucket_id)
                 self._send(HTTPStatus.NO_CONTENT)

@@ -49,7 +49,7 @@ def run_failure_alert(
     metrics.put(
         PLATFORM_NAMESPACE,
         [
-            Metric("RunFailed", 1, dimensions={"Job": run.job_name}),
+            Metric("RunFailed", 1, dimensions={"Job": run.job_name}, total=True),
             *_duration(context.instance, run.run_id, run.job_name),
         ],
     )
@@ -69,7 +69,7 @@ def run_success_metrics(
     metrics.put(
         PLATFORM_NAMESPACE,
         [
-            Metric("RunSucceeded", 1, dimensions={"Job": run.job_name}),
+            Metric("RunSucceeded", 1, dimensions={"Job": run.job_name}, total=True),
             *_duration(context.instance, run.run_id, run.job_name),
         ],
     )

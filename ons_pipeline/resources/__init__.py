@@ -36,9 +36,15 @@ __all__ = [
 ]
 
 
-def _setting(name: str, default: str) -> Any:
-    """`EnvVar(name)` when the environment sets it (resolved at run time), else the default."""
-    return EnvVar(name) if os.environ.get(name) else default
+def _setting(name: str, default: str, *aliases: str) -> Any:
+    """`EnvVar` of the first of `name`, `aliases` the environment sets, else the default.
+
+    Aliases are the seeds' spellings (seed 000's `TIMESTREAM_DATABASE_NAME`).
+    """
+    for candidate in (name, *aliases):
+        if os.environ.get(candidate):
+            return EnvVar(candidate)
+    return default
 
 
 def _backoff() -> dict[str, float]:
@@ -82,12 +88,15 @@ def default_resources() -> dict[str, Any]:
         ),
         "timestream": TimestreamResource(
             **aws,
-            database=_setting("TIMESTREAM_DATABASE", defaults.TIMESTREAM_DATABASE),
+            database=_setting(
+                "TIMESTREAM_DATABASE", defaults.TIMESTREAM_DATABASE, "TIMESTREAM_DATABASE_NAME"
+            ),
             generation_table=_setting("GENERATION_TABLE_NAME", "generation"),
             consumption_table=_setting("CONSUMPTION_TABLE_NAME", "consumption"),
             transmission_table=_setting("TRANSMISSION_TABLE_NAME", "transmission"),
             max_retries=int(os.environ.get("MAX_RETRIES") or 3),
             **_backoff(),
+            max_batch_size=int(os.environ.get("TIMESTREAM_MAX_BATCH_SIZE") or 100),
         ),
         "influxdb": InfluxDBResource(
             **aws,

@@ -8,6 +8,7 @@ one client per resource instance (one per run) with botocore's standard retry mo
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -17,7 +18,7 @@ import botocore.session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.utils import parse_timestamp
-from dagster import ConfigurableResource
+from dagster import BetaWarning, ConfigurableResource
 from dagster_aws.s3 import S3Resource
 from dagster_aws.ssm import SSMResource
 from dagster_aws.utils import ResourceWithBoto3Configuration
@@ -34,6 +35,12 @@ _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConfli
 
 class ConcurrentWriteError(RuntimeError):
     """A conditional write lost: the object changed since this run read it."""
+
+
+# dagster-aws marks SSMResource beta and warns each time one is built, i.e. at every process
+# and step start. ParameterStoreResource only uses its boto3 fields, which are stable; this
+# filter silences that one warning and no other.
+warnings.filterwarnings("ignore", message=r".*`SSMResource`.*", category=BetaWarning)
 
 
 def parse_aws_timestamp(value: Any) -> datetime:
@@ -281,10 +288,27 @@ class ParameterStoreResource(SSMResource):
 
 @dataclass(frozen=True)
 class Metric:
+    """One data point. `total=True` also counts it in the metric's undimensioned total.
+
+    A CloudWatch alarm watches one exact series (name and every dimension), so an alarm on
+    "any run failed" needs a series without the `Job` dimension: `total` puts that sum too.
+    """
+
     name: str
     value: float
     unit: str = "Count"
     dimensions: dict[str, str] = field(default_factory=dict)
+    total: bool = False
+
+
+def with_totals(metrics: Sequence[Metric]) -> list[Metric]:
+    """The metrics plus, per name marked `total`, one undimensioned sum of their values."""
+    totals: dict[tuple[str, str], float] = {}
+    for metric in metrics:
+        if metric.total and metric.dimensions:
+            key = (metric.name, metric.unit)
+            totals[key] = totals.get(key, 0.0) + float(metric.value)
+    return [*metrics, *(Metric(name, value, unit) for (name, unit), value in totals.items())]
 
 
 class CloudWatchMetricsResource(ResourceWithBoto3Configuration):
@@ -303,6 +327,7 @@ class CloudWatchMetricsResource(ResourceWithBoto3Configuration):
         if not self.enabled or not metrics:
             return 0
         now = datetime.now(UTC)
+        metrics = with_totals(metrics)
         data = [
             {
                 "MetricName": metric.name,

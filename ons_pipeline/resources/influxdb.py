@@ -231,9 +231,20 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             ) from error
 
     def ensure_bucket(self, name: str) -> bool:
-        """Create the bucket with seven-year retention if missing; True when created."""
+        """Create the bucket with seven-year retention, or give an existing one that retention.
+
+        Terraform creates the instance's first bucket itself, so an existing bucket is not
+        proof of the retention rule. Returns True when the bucket was created.
+        """
         buckets = self.get_client().buckets_api()
-        if buckets.find_bucket_by_name(name) is not None:
+        existing = buckets.find_bucket_by_name(name)
+        if existing is not None:
+            expire = [r for r in existing.retention_rules or [] if r.type == "expire"]
+            if [r.every_seconds for r in expire] != [RETENTION_SECONDS]:
+                existing.retention_rules = [
+                    BucketRetentionRules(type="expire", every_seconds=RETENTION_SECONDS)
+                ]
+                buckets.update_bucket(bucket=existing)
             return False
         try:
             buckets.create_bucket(

@@ -65,11 +65,21 @@ class CallResult:
 class TimestreamResource(ResourceWithBoto3Configuration):
     """Timestream database with one table per energy dataset (seed 000's variables)."""
 
-    database: str = Field(default="ons_energy", description="TIMESTREAM_DATABASE_NAME.")
+    database: str = Field(
+        default="ons_energy",
+        description="TIMESTREAM_DATABASE (or seed 000's TIMESTREAM_DATABASE_NAME).",
+    )
     generation_table: str = Field(default="generation", description="GENERATION_TABLE_NAME.")
     consumption_table: str = Field(default="consumption", description="CONSUMPTION_TABLE_NAME.")
     transmission_table: str = Field(default="transmission", description="TRANSMISSION_TABLE_NAME.")
     max_retries: int = Field(default=3, description="Retries per call (MAX_RETRIES).")
+    max_batch_size: int = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="Records per WriteRecords call, 1..100 (the API's limit) "
+        "(TIMESTREAM_MAX_BATCH_SIZE).",
+    )
     threads: int = Field(default=4, description="Concurrent WriteRecords calls.")
     backoff_seconds: float = Field(default=0.2, description="First retry delay; doubles.")
     _client: Any = PrivateAttr(default=None)

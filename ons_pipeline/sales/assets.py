@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 from dagster import (
+    AssetCheckKey,
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
@@ -23,12 +24,17 @@ from dagster import (
     MetadataValue,
     multi_asset,
 )
-from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 from pydantic import Field
 
 from ons_pipeline.platform.failures import classified_failures
 from ons_pipeline.platform.faults import commit_point
-from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
+from ons_pipeline.platform.metadata import (
+    AWS_RETRY_POLICY,
+    OWNERS,
+    asset_tags,
+    column_schema_metadata,
+    markdown_table,
+)
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     Metric,
@@ -64,7 +70,13 @@ from ons_pipeline.sales.packets import (
     parse_packet,
     parse_packet_key,
 )
-from ons_pipeline.sales.schema import PACKET_ID, QUARANTINE_SCHEMA, STAR_KEYS, STAR_SCHEMAS
+from ons_pipeline.sales.schema import (
+    COLUMN_DESCRIPTIONS,
+    PACKET_ID,
+    QUARANTINE_SCHEMA,
+    STAR_KEYS,
+    STAR_SCHEMAS,
+)
 from ons_pipeline.sales.transform import SOURCE_TABLES, STAR_TABLES, build_star_schema
 
 SALES_GROUP = "sales"
@@ -75,6 +87,7 @@ QUARANTINE_KEY = AssetKey(["sales_quarantine"])
 SALES_RETRY_POLICY = AWS_RETRY_POLICY
 PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 OUTPUT_SCHEMAS = {**STAR_SCHEMAS, QUARANTINE_TABLE: QUARANTINE_SCHEMA}
+SALES_TAGS = asset_tags(SALES_GROUP, "totesys")
 
 
 class PacketRef(Config):
@@ -177,6 +190,10 @@ def _discover_packets(
                 "rows across packets."
             ),
             kinds={"s3", "parquet"},
+            owners=OWNERS,
+            tags=SALES_TAGS,
+            metadata=column_schema_metadata(history_schema(table), COLUMN_DESCRIPTIONS),
+            skippable=True,
         )
         for table in SOURCE_TABLES
     ],
@@ -211,6 +228,8 @@ def totesys_raw(
         by_table[table].append(packet_id)
 
     metric_data: list[Metric] = []
+    results: list[MaterializeResult] = []
+    changed = False
     for table in SOURCE_TABLES:
         packets: list[ParsedPacket] = []
         for packet_id in by_table[table]:
@@ -266,24 +285,58 @@ def totesys_raw(
             Metric("PacketRowsRead", lines, dimensions={"Table": table}),
             Metric("RowsQuarantined", quarantined, dimensions={"Table": table, "Stage": "raw"}),
         ]
-        yield MaterializeResult(
-            asset_key=RAW_KEYS[table],
-            metadata={
-                "packets": MetadataValue.json(by_table[table]),
-                "lines_read": lines,
-                "rows_parsed": parsed,
-                "rows_quarantined": quarantined,
-                "rows_already_seen": parsed - new_rows,
-                "new_rows": new_rows,
-                "dagster/row_count": len(merged),
-                "history_uri": MetadataValue.path(
-                    f"s3://{storage.processed_bucket}/{_history_key(storage, table)}"
-                ),
-                "quarantine_uris": MetadataValue.json(quarantine_uris),
-                "not_packets": MetadataValue.json(not_packets),
-            },
+        changed |= bool(new_rows or quarantined)
+        results.append(
+            MaterializeResult(
+                asset_key=RAW_KEYS[table],
+                metadata={
+                    "packets": MetadataValue.json(by_table[table]),
+                    "lines_read": lines,
+                    "rows_parsed": parsed,
+                    "rows_quarantined": quarantined,
+                    "rows_already_seen": parsed - new_rows,
+                    "new_rows": new_rows,
+                    "dagster/row_count": len(merged),
+                    "history_uri": MetadataValue.path(
+                        f"s3://{storage.processed_bucket}/{_history_key(storage, table)}"
+                    ),
+                    "quarantine_uris": MetadataValue.json(quarantine_uris),
+                    "not_packets": MetadataValue.json(not_packets),
+                },
+            )
         )
     metrics.put(METRICS_NAMESPACE_SALES, metric_data)
+    if not changed and not _star_is_behind(context):
+        # Nothing to record: one line says so instead of seven "0 new rows" materialisations
+        # (and the star step, which would find nothing either, is skipped).
+        context.log.info(
+            f"No change: the {len(requested)} packet(s) hold no row the raw history lacks and "
+            "the star schema is up to date; nothing is materialised."
+        )
+        return
+    yield from results
+
+
+def _star_is_behind(context: AssetExecutionContext) -> bool:
+    """Whether the star step has not finished since the raw history last changed.
+
+    A run whose star step failed after the raw step committed leaves work behind; the next
+    run must let the star step run even when it brings no new rows.
+    """
+    instance = context.instance
+    raw_times = [
+        event.timestamp
+        for key in RAW_KEYS.values()
+        if (event := instance.get_latest_materialization_event(key)) is not None
+    ]
+    # The star step's last check: evaluated at its end, so it marks a finished star step.
+    # This run has planned its own evaluation already; the one before it is what counts.
+    check = AssetCheckKey(STAR_KEYS_BY_TABLE["fact_sales_order"], "rows_accounted_for")
+    history = instance.event_log_storage.get_asset_check_execution_history(check, limit=2)
+    previous = [record for record in history if record.run_id != context.run.run_id][:1]
+    if not previous or previous[0].event is None or previous[0].status.value == "PLANNED":
+        return True
+    return bool(raw_times) and max(raw_times) > previous[0].event.timestamp
 
 
 def _record_packet_ids(
@@ -346,6 +399,10 @@ def _star_check_specs() -> list[AssetCheckSpec]:
                 deps=list(RAW_KEYS.values()),
                 description=description,
                 kinds={"s3", "parquet"},
+                owners=OWNERS,
+                tags=SALES_TAGS,
+                metadata=column_schema_metadata(STAR_SCHEMAS[table], COLUMN_DESCRIPTIONS),
+                skippable=True,
             )
             for table, description in {
                 "fact_sales_order": "Sales order history: one row per version of an order "
@@ -364,6 +421,10 @@ def _star_check_specs() -> list[AssetCheckSpec]:
             deps=list(RAW_KEYS.values()),
             description="Source rows the star schema could not use, each with its reason.",
             kinds={"s3"},
+            owners=OWNERS,
+            tags=SALES_TAGS,
+            metadata=column_schema_metadata(QUARANTINE_SCHEMA, COLUMN_DESCRIPTIONS),
+            skippable=True,
         ),
     ],
     check_specs=_star_check_specs(),
@@ -458,14 +519,20 @@ def sales_star_schema(
 
     accounting = result.accounting
     reasons = result.quarantine["reason"].value_counts().to_dict() if len(result.quarantine) else {}
+    unchanged = [t for t in STAR_TABLES if not written[t]["changed_rows"]]
+    if len(unchanged) == len(STAR_TABLES) and not written["quarantine"]["changed_rows"]:
+        context.log.info("No change: every star table already holds these rows; no file written.")
     for table in STAR_TABLES:
         frame = result.tables[table]
         entry = written[table]
+        if table in unchanged:  # a materialisation records a new file, and none was written
+            yield from _table_checks(table, frame)
+            continue
         yield MaterializeResult(
             asset_key=STAR_KEYS_BY_TABLE[table],
             metadata={
                 "dagster/row_count": len(frame),
-                "dagster/column_schema": create_table_schema_metadata_from_dataframe(frame),
+                **column_schema_metadata(STAR_SCHEMAS[table], COLUMN_DESCRIPTIONS),
                 "changed_rows": entry["changed_rows"],
                 "s3_uri": MetadataValue.path(entry["uri"] or "unchanged: no file written"),
                 "output_sequence": entry.get("sequence", sequences.get(table, 0)),
@@ -495,16 +562,17 @@ def sales_star_schema(
         },
     )
     quarantine = result.quarantine
-    yield MaterializeResult(
-        asset_key=QUARANTINE_KEY,
-        metadata={
-            "dagster/row_count": len(quarantine),
-            "new_rows": written["quarantine"]["changed_rows"],
-            "s3_uri": MetadataValue.path(written["quarantine"]["uri"] or "unchanged"),
-            "by_reason": MetadataValue.json(reasons),
-            "preview": markdown_table(quarantine),
-        },
-    )
+    if written["quarantine"]["changed_rows"]:
+        yield MaterializeResult(
+            asset_key=QUARANTINE_KEY,
+            metadata={
+                "dagster/row_count": len(quarantine),
+                "new_rows": written["quarantine"]["changed_rows"],
+                "s3_uri": MetadataValue.path(written["quarantine"]["uri"] or "unchanged"),
+                "by_reason": MetadataValue.json(reasons),
+                "preview": markdown_table(quarantine),
+            },
+        )
     elapsed = time.monotonic() - started
     metrics.put(
         METRICS_NAMESPACE_SALES,

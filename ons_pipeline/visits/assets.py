@@ -1,6 +1,7 @@
 """Visits asset group: visit-event JSON files -> checkpoint Parquet -> the seed's analytics."""
 
 import io
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -15,15 +16,21 @@ from dagster import (
     AssetSpec,
     Config,
     Failure,
+    FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
     asset,
     multi_asset,
 )
-from dagster_pandas.data_frame import create_table_schema_metadata_from_dataframe
 from pydantic import Field
 
-from ons_pipeline.platform.metadata import AWS_RETRY_POLICY, markdown_table
+from ons_pipeline.platform.metadata import (
+    AWS_RETRY_POLICY,
+    OWNERS,
+    asset_tags,
+    column_schema_metadata,
+    markdown_table,
+)
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     Metric,
@@ -37,6 +44,7 @@ from ons_pipeline.visits.analytics import (
     monthly_not_pass_qc_by_center,
 )
 from ons_pipeline.visits.checkpoint import PARQUET_CONTENT_TYPE, CorruptCheckpointError
+from ons_pipeline.visits.schema import ANALYTICS_SCHEMAS, CHECKPOINT_SCHEMA, COLUMN_DESCRIPTIONS
 from ons_pipeline.visits.storage import (
     CheckpointOutcome,
     ConcurrentCheckpointError,
@@ -54,6 +62,12 @@ QC_DAYS_KEY = AssetKey(["avg_days_to_qc_by_center"])
 REJECTIONS_IN_METADATA = 50
 
 VISITS_RETRY_POLICY = AWS_RETRY_POLICY
+VISITS_TAGS = asset_tags(VISITS_GROUP, "flywheel")
+CHECKPOINT_SCHEMA_METADATA = column_schema_metadata(CHECKPOINT_SCHEMA, COLUMN_DESCRIPTIONS)
+# Seed 004: the checkpoint runs hourly; one missed run warns, two fail.
+CHECKPOINT_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=2, minutes=15), warn_window=timedelta(hours=1, minutes=15)
+)
 
 
 class VisitsCheckpointConfig(Config):
@@ -107,7 +121,9 @@ def _checks(outcome: CheckpointOutcome, previous_total: int | None) -> list[Asse
             passed=previous_total is None or outcome.total_events >= previous_total,
             severity=AssetCheckSeverity.ERROR,
             metadata={
-                "previous_total_events": -1 if previous_total is None else previous_total,
+                "previous_total_events": "none: first checkpoint"
+                if previous_total is None
+                else previous_total,
                 "total_events": outcome.total_events,
             },
         ),
@@ -134,6 +150,10 @@ def _checks(outcome: CheckpointOutcome, previous_total: int | None) -> list[Asse
     key=CHECKPOINT_KEY,
     group_name=VISITS_GROUP,
     kinds={"s3", "parquet"},
+    owners=OWNERS,
+    tags=VISITS_TAGS,
+    metadata=CHECKPOINT_SCHEMA_METADATA,
+    freshness_policy=CHECKPOINT_FRESHNESS,
     retry_policy=VISITS_RETRY_POLICY,
     check_specs=[
         AssetCheckSpec(
@@ -234,7 +254,7 @@ def visit_events_checkpoint(
             "errors_uri": MetadataValue.path(outcome.errors_uri or "none: no file rejected"),
             "rejected_files": MetadataValue.json(rejected),
             "dagster/row_count": outcome.total_events,
-            "dagster/column_schema": create_table_schema_metadata_from_dataframe(frame),
+            **CHECKPOINT_SCHEMA_METADATA,
             "preview": markdown_table(frame.tail(10)),
         },
         check_results=_checks(outcome, previous_total),
@@ -287,9 +307,16 @@ ANALYTICS = {
 @multi_asset(
     specs=[
         AssetSpec(
-            key, group_name=VISITS_GROUP, deps=[CHECKPOINT_KEY], description=desc, kinds={"s3"}
+            key,
+            group_name=VISITS_GROUP,
+            deps=[CHECKPOINT_KEY],
+            description=desc,
+            kinds={"s3", "parquet"},
+            owners=OWNERS,
+            tags=VISITS_TAGS,
+            metadata=column_schema_metadata(ANALYTICS_SCHEMAS[name], COLUMN_DESCRIPTIONS),
         )
-        for key, (_, _, desc) in ANALYTICS.items()
+        for key, (name, _, desc) in ANALYTICS.items()
     ],
     name="visit_analytics",
     retry_policy=VISITS_RETRY_POLICY,
@@ -321,7 +348,7 @@ def visit_analytics(
             asset_key=key,
             metadata={
                 "dagster/row_count": len(result),
-                "dagster/column_schema": create_table_schema_metadata_from_dataframe(result),
+                **column_schema_metadata(ANALYTICS_SCHEMAS[name], COLUMN_DESCRIPTIONS),
                 "s3_uri": MetadataValue.path(f"s3://{locations.checkpoint_bucket}/{object_key}"),
                 "size_bytes": size,
                 "source_events": len(events),

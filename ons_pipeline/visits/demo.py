@@ -73,7 +73,7 @@ def run_visits_demo(stack_env: dict[str, str]) -> int:
     from ons_pipeline.visits.checkpoint import checkpoint_from_parquet
     from ons_pipeline.visits.storage import Locations, read_object
 
-    job = defs.get_job_def("visits_checkpoint_job")
+    job = defs.resolve_job_def("visits_checkpoint_job")
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     instance = instance or DagsterInstance.ephemeral()

@@ -84,3 +84,42 @@ CHECKPOINT_SCHEMA: Final = pa.schema(
 )
 if tuple(CHECKPOINT_SCHEMA.names) != EVENT_COLUMNS:
     raise RuntimeError("CHECKPOINT_SCHEMA and EVENT_COLUMNS must list the same columns")
+
+# What each column means, for the UI's column schema of the checkpoint and the analytics.
+COLUMN_DESCRIPTIONS: Final[dict[str, str]] = {
+    "action": "What happened to the visit: submit, pass-qc, not-pass-qc or delete.",
+    "study": "Study the visit belongs to (adrc unless the event says otherwise).",
+    "pipeline_adcid": "ADC id of the center's pipeline.",
+    "project_label": "Flywheel project the visit was logged in.",
+    "center_label": "Center that recorded the visit.",
+    "gear_name": "Flywheel gear that logged the event.",
+    "ptid": "Participant id (upper-case letters and digits, at most 10).",
+    "visit_date": "Date of the visit.",
+    "visit_number": "Visit number within the participant's visits.",
+    "datatype": "Kind of data submitted, e.g. form or dicom.",
+    "module": "Form module, when the datatype has one (e.g. UDS).",
+    "packet": "Form packet, when the datatype has one (e.g. I, F).",
+    "timestamp": "When the gear logged the event, UTC.",
+    "visit_month": "Month of the visit date, YYYY-MM.",
+    "not_pass_qc_count": "Not-pass-QC events for the center in that month.",
+    "avg_qc_days": "Mean whole days from visit date to the QC outcome's UTC date.",
+    "qc_events": "QC events (pass-qc and not-pass-qc) averaged.",
+}
+
+ANALYTICS_SCHEMAS: Final[dict[str, pa.Schema]] = {
+    "latest_visit_events": CHECKPOINT_SCHEMA,
+    "monthly_not_pass_qc_by_center": pa.schema(
+        [
+            pa.field("visit_month", pa.string(), nullable=False),
+            pa.field("center_label", pa.string(), nullable=False),
+            pa.field("not_pass_qc_count", pa.int64(), nullable=False),
+        ]
+    ),
+    "avg_days_to_qc_by_center": pa.schema(
+        [
+            pa.field("center_label", pa.string(), nullable=False),
+            pa.field("avg_qc_days", pa.float64(), nullable=False),
+            pa.field("qc_events", pa.int64(), nullable=False),
+        ]
+    ),
+}

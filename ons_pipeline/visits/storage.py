@@ -529,14 +529,15 @@ def _commit_new_objects(
     if notifications is not None:
         candidates = notifications.objects
         say(
-            f"{len(notifications.receipts)} notifications name {len(candidates)} event objects "
-            f"({notifications.ignored} name none)"
+            f"Queue: {len(notifications.receipts)} S3 notification message(s) announced "
+            f"{len(candidates)} event file(s); {notifications.ignored} message(s) named no "
+            "event file (S3 test events or keys outside the prefix)"
         )
     else:
         candidates = list_event_objects(client, locations.source_bucket, locations.prefix, ledger)
     pending = new_objects(candidates, ledger)
     outcome.objects_seen = len(candidates)
-    say(f"{len(candidates)} event objects seen, {len(pending)} not yet in the ledger")
+    say(f"{len(candidates)} event file(s) found, {len(pending)} of them new to the ledger")
 
     parsed: list[ParsedFile] = []
     if pending:

@@ -219,3 +219,92 @@ def test_jobs_and_sensors_are_served(webserver: str) -> None:
     assert alert_sensor["__typename"] == "Sensor", alert_sensor
     # Alerting must be on without anyone remembering to switch it on.
     assert alert_sensor["sensorState"]["status"] == "RUNNING"
+
+
+UI_ASSETS_QUERY = """
+{
+  assetNodes {
+    assetKey { path }
+    groupName
+    description
+    owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+    tags { key value }
+    internalFreshnessPolicy { ... on TimeWindowFreshnessPolicy { failWindowSeconds } }
+    metadataEntries {
+      label
+      ... on TableSchemaMetadataEntry { schema { columns { name type description } } }
+      ... on CodeReferencesMetadataEntry {
+        codeReferences { ... on LocalFileCodeReference { filePath lineNumber } }
+      }
+    }
+  }
+}
+"""
+PRESETS_QUERY = """
+query ($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    __typename
+    ... on Pipeline { presets { name runConfigYaml } }
+  }
+}
+"""
+# Types a reader knows; pandas' own names (`int64[pyarrow]`, `object`) are not among them.
+READABLE_TYPE = r"int64|float64|string|date|time|decimal\(\d+,\d+\)|timestamp\[\w+(, [\w/]+)?\]"
+
+
+def test_the_ui_explains_each_asset(webserver: str) -> None:
+    """What the asset pages show: columns with types and descriptions, owners, tags, code."""
+    import re
+
+    nodes = graphql(webserver, UI_ASSETS_QUERY)["assetNodes"]
+    assert {node["groupName"] for node in nodes} == {"sales", "energy", "visits"}
+    fresh = {}
+    for node in nodes:
+        name = "/".join(node["assetKey"]["path"])
+        entries = {entry["label"]: entry for entry in node["metadataEntries"]}
+        columns = entries["dagster/column_schema"]["schema"]["columns"]
+        assert columns, name
+        for column in columns:
+            assert column["description"], (name, column)
+            assert re.fullmatch(READABLE_TYPE, column["type"]), (name, column)
+        assert node["description"], name
+        assert node["owners"] == [{"team": "ons-data-platform"}], name
+        tags = {tag["key"]: tag["value"] for tag in node["tags"]}
+        assert tags["ons/pipeline"] == node["groupName"], name
+        references = entries["dagster/code_references"]["codeReferences"]
+        assert any(ref["filePath"].endswith(".py") for ref in references), name
+        if node["internalFreshnessPolicy"]:
+            fresh[name] = node["internalFreshnessPolicy"]["failWindowSeconds"]
+    fact = next(n for n in nodes if n["assetKey"]["path"] == ["fact_sales_order"])
+    types = {
+        c["name"]: c["type"]
+        for e in fact["metadataEntries"]
+        if e["label"] == "dagster/column_schema"
+        for c in e["schema"]["columns"]
+    }
+    assert types["unit_price"] == "decimal(10,2)"
+    assert types["created_date"] == "date"
+    assert types["created_time"] == "time"
+    # Seeds: visits hourly, energy daily.
+    assert fresh["visit_events_checkpoint"] <= 3 * 3600
+    assert 24 * 3600 <= fresh["energy/influxdb_points"] <= 48 * 3600
+    assert 24 * 3600 <= fresh["energy/timestream_records"] <= 48 * 3600
+
+
+def test_the_sales_launchpad_opens_with_a_packets_example(webserver: str) -> None:
+    import yaml
+
+    data = graphql(webserver, REPOSITORY_QUERY)["repositoriesOrError"]
+    (repository,) = data["nodes"]
+    assert repository["location"]["name"] == "ons_pipeline.definitions"
+    selector = {
+        "repositoryName": repository["name"],
+        "repositoryLocationName": repository["location"]["name"],
+        "pipelineName": "sales_packets_job",
+    }
+    job = graphql(webserver, PRESETS_QUERY, {"selector": selector})["pipelineOrError"]
+    assert job["__typename"] == "Pipeline", job
+    (preset,) = job["presets"]
+    config = yaml.safe_load(preset["runConfigYaml"])
+    packets = config["ops"]["totesys_raw"]["config"]["packets"]
+    assert packets == [{"table": "sales_order", "id": 1}]

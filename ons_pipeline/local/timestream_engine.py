@@ -187,7 +187,7 @@ class TableStore:
         with duckdb.connect(config={"enable_external_access": False}) as con:
             con.register("raw", table)
             return con.execute(
-                f"SELECT * FROM raw QUALIFY row_number() OVER (PARTITION BY {partition} "
+                f"SELECT * FROM raw QUALIFY row_number() OVER (PARTITION BY {partition} "  # nosec B608  # fixed column names
                 f"ORDER BY {_VERSION} DESC, {_SEQ} DESC) = 1"
             ).to_arrow_table()
 
@@ -333,7 +333,7 @@ class TimestreamQueryEngine:
                     con.execute(f"CREATE SCHEMA {_quote(database)}")
                     schemas.add(database)
                 con.execute(
-                    f"CREATE VIEW {_quote(database)}.{_quote(table)} AS SELECT * FROM __ts_{index}"
+                    f"CREATE VIEW {_quote(database)}.{_quote(table)} AS SELECT * FROM __ts_{index}"  # nosec B608  # quoted names of stored tables
                 )
             for macro in _MACROS:
                 con.execute(macro)

@@ -101,7 +101,7 @@ COLUMN_DESCRIPTIONS: Final[dict[str, str]] = {
     "packet": "Form packet, when the datatype has one (e.g. I, F).",
     "timestamp": "When the gear logged the event, UTC.",
     "visit_month": "Month of the visit date, YYYY-MM.",
-    "not_pass_qc_count": "Not-pass-QC events for the center in that month.",
+    "not_pass_qc_count": "Not-pass-QC events for the center in that month.",  # nosec B105  # a column description, not a password
     "avg_qc_days": "Mean whole days from visit date to the QC outcome's UTC date.",
     "qc_events": "QC events (pass-qc and not-pass-qc) averaged.",
 }

@@ -187,8 +187,9 @@ def test_jobs_and_sensors_are_served(webserver: str) -> None:
         "totesys_packet_sensor",
         "visit_events_sensor",
     ]
-    assert [schedule["name"] for schedule in repository["schedules"]] == [
-        "visits_checkpoint_hourly"
+    assert sorted(schedule["name"] for schedule in repository["schedules"]) == [
+        "energy_blue_green_daily",
+        "visits_checkpoint_hourly",
     ]
 
     repo_selector = {

@@ -128,7 +128,7 @@ def influxdb_stats(
     stats: dict[SeriesKey, SeriesStats] = {}
     present: set[str] = set()
     try:
-        counted = influxdb.influxql(bucket, f"SELECT {select} FROM {measurement} {where}", params)
+        counted = influxdb.influxql(bucket, f"SELECT {select} FROM {measurement} {where}", params)  # nosec B608  # quoted names; values bound
     except RuntimeError as error:
         if "database not found" not in str(error):
             raise
@@ -144,7 +144,7 @@ def influxdb_stats(
                 present.add(name)
     for name in sorted(present):
         for selector in ("first", "last"):
-            statement = f"SELECT {selector}({quote_identifier(name)}) FROM {measurement} {where}"
+            statement = f"SELECT {selector}({quote_identifier(name)}) FROM {measurement} {where}"  # nosec B608  # quoted names; values bound
             for item in influxdb.influxql(bucket, statement, params):
                 tags = tuple(sorted((k, v) for k, v in (item.get("tags") or {}).items() if v))
                 if (tags, name) in stats:

@@ -105,6 +105,8 @@ class Stores:
             "org": self.env["INFLUXDB_ORG"],
             "token_secret_name": self.env["INFLUXDB_TOKEN_SECRET_NAME"],
             "query_url": self.env["INFLUXDB_QUERY_URL"],
+            "query_username": self.env.get("INFLUXDB_QUERY_USERNAME"),
+            "query_password": self.env.get("INFLUXDB_QUERY_PASSWORD"),
             "bucket": bucket,
             "max_batch_size": 50,
             "max_retries": 1,

@@ -251,6 +251,10 @@ def influxdb_points(
     if not prepared.rejected.empty and not influxdb.drop_invalid_records:
         uri = write_quarantine(s3, energy_storage, "influxdb", key, prepared.rejected)
         _fail_on_invalid(prepared, key, uri)
+    try:
+        gzip_level = influxdb.effective_gzip_level()
+    except ValueError as error:  # a setting no retry can fix
+        raise Failure(description=str(error), allow_retries=False) from error
     created = influxdb.ensure_bucket(bucket)
     size = influxdb.max_batch_size
     chunk_rows = max(size, CHUNK_ROWS // size * size)  # batches never straddle chunks
@@ -355,7 +359,7 @@ def influxdb_points(
             "influxdb_health": MetadataValue.json(health),
             "processing_time_seconds": round(elapsed, 3),
             "readback_seconds": round(readback_seconds, 3),
-            "write_gzip_level": influxdb.effective_gzip_level(),
+            "write_gzip_level": gzip_level,
             "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
             "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
             "preview": markdown_table(preview),

@@ -116,6 +116,8 @@ def default_resources() -> dict[str, Any]:
             bucket=_setting("INFLUXDB_BUCKET", "") or None,
             max_batch_size=int(os.environ.get("MAX_BATCH_SIZE") or 5000),
             max_retries=int(os.environ.get("MAX_RETRIES") or 3),
+            write_concurrency=int(os.environ.get("INFLUXDB_WRITE_CONCURRENCY") or 4),
+            gzip_level=_setting("INFLUXDB_GZIP_LEVEL", "auto"),
             enable_validation=os.environ.get("ENABLE_VALIDATION", "true").lower() != "false",
             drop_invalid_records=os.environ.get("DROP_INVALID_RECORDS", "true").lower() != "false",
             **_backoff(),

@@ -16,9 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Failure, build_asset_context, materialize
 
-from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.assets import (
+    influxdb_points,
+    readback_check,
+    readback_counts,
+    timestream_records,
+)
 from ons_pipeline.energy.demo_data import to_parquet
 from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.transform import expected_series_counts, prepare
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
@@ -392,3 +398,55 @@ def test_validation_off_still_refuses_line_protocol_injection(lake: Lake) -> Non
     # Business rules are off: the tab and control character are written, verbatim.
     got = {p["tags"]["region"]: p["fields"]["power_mw"] for p in lake.points("generation_data")}
     assert got == {"tab\there": 4.0, "a\\b": 5.0, "ctrl\x01char": 6.0}
+
+
+def test_readback_is_one_grouped_query_naming_each_short_series(lake: Lake) -> None:
+    times = pd.date_range(BASE, periods=12, freq="min")
+    written = pd.DataFrame(
+        {
+            "timestamp": times,
+            "region": ["N", "x,y", 'say "hi"'] * 4,
+            "consumer_type": "residential",
+            "consumption_mwh": np.arange(12) / 3,
+            "demand_mw": 1.5,
+            "load_factor": 0.5,
+        }
+    )
+    key = lake.put("dataset=consumption/year=2026/month=11/readback.parquet", written)
+    assert lake.run(key).success
+    # The same window as if two more series had been written: those two read back short.
+    missing = written.head(3).assign(consumer_type=["industrial", "industrial", "commercial"])
+    claimed = prepare(pd.concat([written, missing], ignore_index=True), "consumption")
+    influx = lake.influxdb()
+    statements: list[tuple[str, Any]] = []
+    original = InfluxDBResource.influxql
+
+    def recording(self: InfluxDBResource, database: str, statement: str, params: Any = None) -> Any:
+        statements.append((statement, params))
+        return original(self, database, statement, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(InfluxDBResource, "influxql", recording)
+        found = readback_counts(influx, lake.influx_bucket, claimed)
+    assert len(statements) == 1
+    assert "GROUP BY" in statements[0][0] and statements[0][1]["low"] == BASE.value
+    assert len(found) == 3
+
+    check = readback_check(expected_series_counts(claimed), found)
+
+    assert not check.passed
+    short = {
+        (item["series"]["region"], item["series"]["consumer_type"], item["field"])
+        for item in check.metadata["short"].value
+    }
+    assert short == {
+        (region, kind, field)
+        for region, kind in (("N", "industrial"), ("x,y", "industrial"), ('say "hi"', "commercial"))
+        for field in ("consumption_mwh", "demand_mw", "load_factor")
+    }
+    named = check.metadata["short_series"].value
+    for region, kind in (("N", "industrial"), ("x,y", "industrial"), ('say "hi"', "commercial")):
+        assert f"consumer_type={kind},region={region} " in named
+    assert "residential" not in named
+    assert check.metadata["series_short"].value == 9
+    assert readback_check(expected_series_counts(prepare(written, "consumption")), found).passed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from typing import Any
 
 import pytest
@@ -116,7 +117,9 @@ def influx(api: FakeWriteApi, **settings: Any) -> InfluxDBResource:
         def write_service(self) -> Any:
             return api
 
-    return FakeInflux(url="http://unused", token="t", backoff_seconds=0.001, **settings)
+    return FakeInflux(
+        **({"url": "http://unused", "token": "t", "backoff_seconds": 0.001} | settings)
+    )
 
 
 def batches(lines: list[str], size: int) -> tuple[list[tuple[int, int, bytes]], Any]:
@@ -168,3 +171,103 @@ def test_auth_errors_fail_without_retry_or_split() -> None:
     with pytest.raises(InfluxDBWriteError, match="401"):
         influx(api).write_lines("b", planned, body)
     assert len(api.bodies) == 1
+
+
+class PlainOrGzipWriteApi(FakeWriteApi):
+    """Accepts plain bodies too, recording each request's content encoding."""
+
+    def __init__(self, failures: list[Exception] | None = None, delay: float = 0.0) -> None:
+        super().__init__(failures)
+        self.encodings: list[str | None] = []
+        self.delay = delay
+        self.finished = 0
+
+    def post_write(self, org: str, bucket: str, body: bytes, **kwargs: Any) -> None:
+        encoding = kwargs.pop("content_encoding", None)
+        self.encodings.append(encoding)
+        time.sleep(self.delay)
+        zipped = gzip.compress(body) if encoding is None else body
+        try:
+            super().post_write(org, bucket, zipped, content_encoding="gzip", **kwargs)
+        finally:
+            self.finished += 1
+
+
+@pytest.mark.parametrize(
+    ("url", "level"),
+    [
+        ("http://127.0.0.1:8187", 0),
+        ("http://localhost:8086", 0),
+        ("http://[::1]:8086", 0),
+        ("http://10.0.3.7:8086", 0),
+        ("https://192.168.1.20", 0),
+        ("https://abc123.eu-west-2.timestream-influxdb.amazonaws.com:8086", 1),
+        ("https://8.8.8.8", 1),
+    ],
+)
+def test_auto_compression_is_off_near_and_level_1_remote(url: str, level: int) -> None:
+    resource = InfluxDBResource(url=url, token="t")
+    assert resource.effective_gzip_level() == level
+
+
+def test_explicit_gzip_level_wins_and_bad_values_are_refused() -> None:
+    assert (
+        InfluxDBResource(url="http://127.0.0.1", token="t", gzip_level="6").effective_gzip_level()
+        == 6
+    )
+    assert (
+        InfluxDBResource(url="https://x.example", token="t", gzip_level="0").effective_gzip_level()
+        == 0
+    )
+    with pytest.raises(ValueError, match="INFLUXDB_GZIP_LEVEL"):
+        InfluxDBResource(url="http://x", token="t", gzip_level="fast").effective_gzip_level()
+
+
+@pytest.mark.parametrize(
+    ("url", "encoding"), [("http://127.0.0.1:1", None), ("http://db.example", "gzip")]
+)
+def test_bodies_go_plain_to_a_loopback_host_and_gzipped_to_a_remote_one(
+    url: str, encoding: str | None
+) -> None:
+    api = PlainOrGzipWriteApi()
+    planned, body = batches([f"m f={i} {i}" for i in range(10)], 4)
+    outcome = influx(api, url=url).write_lines("b", planned, body)
+    assert outcome.lines_written == 10
+    assert set(api.encodings) == {encoding}
+
+
+def test_concurrent_pipelined_writes_keep_split_on_400_and_retry_on_429() -> None:
+    bad = {3, 17, 18, 41, 77}
+    lines = [f"bad {i}" if i in bad else f"m f={i} {i}" for i in range(80)]
+    api = PlainOrGzipWriteApi([ApiException(status=429), ApiException(status=502)], delay=0.002)
+    planned, body = batches(lines, 6)
+    outcome = influx(api, write_concurrency=3, write_queue=2).write_lines("b", iter(planned), body)
+    assert sorted(outcome.rejected) == sorted(bad)
+    assert outcome.lines_written == 75
+    assert outcome.retries == 2
+    assert sorted(api.stored) == sorted(line for i, line in enumerate(lines) if i not in bad)
+    assert (outcome.batches, outcome.failed_batches) == (14, 5)
+
+
+def test_batches_are_built_only_a_bounded_queue_ahead_of_the_writers() -> None:
+    api = PlainOrGzipWriteApi(delay=0.005)
+    planned, body = batches([f"m f={i} {i}" for i in range(300)], 5)
+    ahead: list[int] = []
+
+    def lazily() -> Any:
+        for produced, batch in enumerate(planned, start=1):
+            ahead.append(produced - api.finished)
+            yield batch
+
+    outcome = influx(api, write_concurrency=2, write_queue=3).write_lines("b", lazily(), body)
+    assert outcome.lines_written == 300
+    # Never more than the writers, the queue and the batch being built are unwritten.
+    assert max(ahead) <= 2 + 3 + 1
+
+
+def test_a_failing_write_stops_the_pipeline_without_posting_the_rest() -> None:
+    api = PlainOrGzipWriteApi([ApiException(status=401)], delay=0.002)
+    planned, body = batches([f"m f={i} {i}" for i in range(500)], 5)
+    with pytest.raises(InfluxDBWriteError, match="401"):
+        influx(api, write_concurrency=2, write_queue=2).write_lines("b", iter(planned), body)
+    assert len(api.encodings) < 20

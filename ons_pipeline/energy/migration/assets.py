@@ -41,6 +41,7 @@ from ons_pipeline.energy.migration.export import (
     TimestreamQueryUnavailableError,
     Window,
 )
+from ons_pipeline.energy.migration.unload import EXPORT_MODES, UnloadTarget, delete_export
 from ons_pipeline.energy.migration.validate import (
     differences,
     influxdb_stats,
@@ -117,6 +118,19 @@ def _migrate_one(
     started = time.monotonic()
     window = Window.day(day)
     bucket = influxdb.bucket_for(MEASUREMENT[dataset])
+    mode = energy_storage.migration_export
+    if mode not in EXPORT_MODES:
+        raise Failure(
+            description=f"ONS_MIGRATION_EXPORT={mode!r}: expected one of {EXPORT_MODES}",
+            allow_retries=False,
+        )
+    unload = None
+    if mode == "unload":
+        unload = UnloadTarget(
+            s3.get_client(),
+            energy_storage.export_bucket or energy_storage.processed_bucket,
+            energy_storage.export_prefix,
+        )
     try:
         influxdb.health()
         influxdb.ensure_bucket(bucket)
@@ -129,6 +143,7 @@ def _migrate_one(
             bucket=bucket,
             window=window,
             check_tags=influxdb.enable_validation,
+            unload=unload,
         )
         diffs, check_metadata = compare_window(timestream, influxdb, dataset, window)
     except (InfluxDBUnavailableError, TimestreamQueryUnavailableError) as error:
@@ -156,6 +171,12 @@ def _migrate_one(
         quarantine_uri = "none: every record mapped"
     accounted = outcome.records == outcome.written.lines_written + outcome.rejected
     passed = accounted and not diffs
+    export_uri = "none: exported through Query pages"
+    if outcome.export is not None:
+        export_uri = f"s3://{outcome.export.bucket}/{outcome.export.folder}"
+        if passed:  # kept for inspection otherwise; the lifecycle rule expires them
+            deleted = delete_export(s3.get_client(), outcome.export.bucket, outcome.export.folder)
+            export_uri = f"deleted ({deleted} objects) after validation: {export_uri}"
     elapsed = time.monotonic() - started
     metadata = {
         "dagster/row_count": outcome.written.lines_written,
@@ -165,6 +186,8 @@ def _migrate_one(
         "quarantined": outcome.rejected,
         "quarantined_by_reason": MetadataValue.json(outcome.rejected_by_reason()),
         "quarantine_uri": MetadataValue.path(quarantine_uri),
+        "export_mode": mode,
+        "export": export_uri,
         "query_pages": outcome.pages,
         "write_requests": outcome.written.requests,
         "write_retries": outcome.written.retries,
@@ -179,6 +202,8 @@ def _migrate_one(
         "points_written": outcome.written.lines_written,
         "quarantined": outcome.rejected,
         "rows_accounted_for": accounted,
+        "export_mode": mode,
+        "export": export_uri,
     }
     context.log.info(
         f"{dataset} {day}: {outcome.records} records, {outcome.written.lines_written} points, "

@@ -17,8 +17,19 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ons_pipeline.energy.migration.export import Window, query_pages, window_query
+from ons_pipeline.energy.migration.export import (
+    TimestreamQueryError,
+    Window,
+    query_pages,
+    window_query,
+)
 from ons_pipeline.energy.migration.mapping import MappedPage, map_page, page_table
+from ons_pipeline.energy.migration.unload import (
+    Export,
+    UnloadTarget,
+    export_batches,
+    unload_window,
+)
 from ons_pipeline.energy.transform import batch_bodies, line_protocol, rejected_rows
 from ons_pipeline.resources.influxdb import WriteOutcome
 
@@ -35,6 +46,7 @@ class WindowOutcome:
     pages: int = 0
     written: WriteOutcome = field(default_factory=WriteOutcome)
     quarantined: list[pd.DataFrame] = field(default_factory=list)
+    export: Export | None = None  # the UNLOAD's objects, when the window was unloaded
 
     @property
     def rejected(self) -> int:
@@ -142,11 +154,17 @@ def migrate_window(
     prefetch_pages: int = 4,
     check_tags: bool = True,
     retry: dict[str, Any] | None = None,
+    unload: UnloadTarget | None = None,
 ) -> WindowOutcome:
     """Every record of the window written to `bucket` or quarantined with its reason.
 
+    With `unload`, the window is exported by UNLOAD to Parquet and read a batch (of
+    `group_lines` rows) at a time; without, through Query pages. The objects are left for
+    the caller to delete once the window is validated (`outcome.export`).
+
     Raises:
-        TimestreamQueryError, TimestreamQueryUnavailableError: from the export.
+        TimestreamQueryError, TimestreamQueryUnavailableError: from the export (also when
+            the Parquet parts do not hold the rows the manifest counts).
         InfluxDBUnavailableError, InfluxDBWriteError: from the writes.
     """
     outcome = WindowOutcome()
@@ -161,10 +179,23 @@ def migrate_window(
         if mapped.points:
             _write_group(influxdb, bucket, [mapped], outcome)
 
-    pages = query_pages(client, window_query(database, table, window), **(retry or {}))
-    for page in prefetched(pages, depth=prefetch_pages):
+    tables: Iterator[pa.Table]
+    if unload is None:
+        pages = query_pages(client, window_query(database, table, window), **(retry or {}))
+        tables = (page_table(page) for page in pages)
+    else:
+        outcome.export = unload_window(
+            client,
+            unload,
+            database=database,
+            table=table,
+            dataset=dataset,
+            window=window,
+            **(retry or {}),
+        )
+        tables = export_batches(unload.s3, outcome.export, group_lines)
+    for rows in prefetched(tables, depth=prefetch_pages):
         outcome.pages += 1
-        rows = page_table(page)
         if group and rows.schema != group[0].schema:
             flush()  # the table gained a column mid-window: map what came before apart
             group, pending = [], 0
@@ -175,4 +206,9 @@ def migrate_window(
             group, pending = [], 0
     if pending:
         flush()
+    if outcome.export is not None and outcome.records != outcome.export.rows:
+        raise TimestreamQueryError(
+            f"the UNLOAD's parts hold {outcome.records} records, its manifest "
+            f"{outcome.export.rows}; the window is not migrated"
+        )
     return outcome

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 EXPORT_MODES: Final = ("unload", "query")
 PART_SIZE: Final = "64MB"
 _BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
-_PREFIX: Final = re.compile(r"^[A-Za-z0-9_.=\-]+(/[A-Za-z0-9_.=\-]+)*$")
+_SEGMENT: Final = r"(?!\.\.?(?:/|$))[A-Za-z0-9_.=\-]+"  # not "." or ".."
+_PREFIX: Final = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
 
 
 @dataclass(frozen=True)

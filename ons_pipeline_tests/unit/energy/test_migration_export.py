@@ -136,3 +136,24 @@ def test_fast_query_parser_gives_what_botocore_gives() -> None:
     stock = JSONParser().parse(dict(response), shape)
     assert fast == stock
     assert fast["Rows"][0]["Data"][1] == {"NullValue": True}
+
+
+def test_unload_statement_takes_only_safe_locations() -> None:
+    from ons_pipeline.energy.migration.unload import unload_statement
+
+    day = Window.day("2024-01-01")
+    statement = unload_statement("ons_energy", "generation", day, "processed", "exports/a/")
+    assert statement == (
+        f"UNLOAD ({window_query('ons_energy', 'generation', day)}) TO "
+        "'s3://processed/exports/a/' WITH (format = 'PARQUET', compression = 'NONE', "
+        "max_file_size = '64MB')"
+    )
+    for bucket, folder in [
+        ("processed", "x'/) ; DROP"),
+        ("Processed", "a/"),
+        ("processed", "../a/"),
+        ("processed", "a//b/"),
+        ("pro' --", "a/"),
+    ]:
+        with pytest.raises(ValueError, match="not a safe export location"):
+            unload_statement("ons_energy", "generation", day, bucket, folder)

@@ -11,6 +11,7 @@ writing the same points again overwrites them.
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -83,16 +84,21 @@ def compare_window(
     dataset: str,
     window: Window,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(differing series, metadata) for one window of one dataset."""
-    expected, unmapped = timestream_stats(
-        timestream.get_query_client(),
-        timestream.database,
-        timestream.table_for(dataset),
-        dataset,
-        window,
-    )
+    """(differing series, metadata) for one window of one dataset.
+
+    The two stores are asked at once (different servers; each side mostly waits).
+    """
     bucket = influxdb.bucket_for(MEASUREMENT[dataset])
-    found = influxdb_stats(influxdb, bucket, dataset, window)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compare") as pool:
+        influx_side = pool.submit(influxdb_stats, influxdb, bucket, dataset, window)
+        expected, unmapped = timestream_stats(
+            timestream.get_query_client(),
+            timestream.database,
+            timestream.table_for(dataset),
+            dataset,
+            window,
+        )
+        found = influx_side.result()
     diffs = differences(expected, found)
     metadata = {
         "series_timestream": len(expected),

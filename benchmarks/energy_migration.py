@@ -10,7 +10,8 @@ as it would in AWS), then in the same run:
       one `influxdb_client.Point` per row, synchronous batches of 1,000 into one bucket;
   (b) ours with UNLOAD (the default export): every day UNLOADed to the local S3 as
       Parquet, read back in batches -> the load's line protocol -> `InfluxDBResource`
-      batching, validated per series against Timestream, its export objects deleted;
+      batching, validated per series against Timestream (beside the next day's export, as
+      the asset runs a range), its export objects deleted;
   (c) ours with Query pages (the fallback export): the same, reading JSON pages.
 
 Prints records/s for each, the ratios to the seed's, and this process's peak RSS after each
@@ -29,6 +30,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import boto3
 import numpy as np
@@ -37,7 +39,7 @@ import pyarrow as pa
 from ons_pipeline.energy.migration.assets import compare_window
 from ons_pipeline.energy.migration.export import Window, query_pages, window_query
 from ons_pipeline.energy.migration.unload import UnloadTarget, delete_export
-from ons_pipeline.energy.migration.window import migrate_window
+from ons_pipeline.energy.migration.window import migrate_window, overlapped
 from ons_pipeline.local.moto_server import SEED_PATH
 from ons_pipeline.local.stack import LocalStack
 from ons_pipeline.resources import InfluxDBResource, TimestreamResource
@@ -181,20 +183,27 @@ def main() -> None:
             unload = UnloadTarget(s3, EXPORT_BUCKET, "exports") if mode == "unload" else None
             started = time.perf_counter()
             migrated = written = differing = 0
-            for day in days:
-                outcome = migrate_window(
+
+            def work(day: str, influxdb: Any = influxdb, unload: Any = unload) -> Any:
+                return migrate_window(
                     query,
                     influxdb,
                     database=DATABASE,
                     table=TABLE,
                     dataset="generation",
-                    bucket=bucket,
+                    bucket=influxdb.bucket,
                     window=Window.day(day),
                     unload=unload,
                 )
+
+            def check(day: str, outcome: Any, influxdb: Any = influxdb) -> Any:
                 diffs, _ = compare_window(timestream, influxdb, "generation", Window.day(day))
                 if outcome.export is not None and not diffs:
                     delete_export(s3, outcome.export.bucket, outcome.export.folder)
+                return outcome, diffs
+
+            # As the migration asset runs a range: each window's comparison beside the next.
+            for _, (outcome, diffs) in overlapped(days, work, check):
                 migrated += outcome.records
                 written += outcome.written.lines_written
                 differing += len(diffs)

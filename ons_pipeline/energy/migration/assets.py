@@ -11,7 +11,10 @@ writing the same points again overwrites them.
 
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,7 +51,7 @@ from ons_pipeline.energy.migration.validate import (
     influxdb_stats,
     timestream_stats,
 )
-from ons_pipeline.energy.migration.window import migrate_window
+from ons_pipeline.energy.migration.window import WindowOutcome, migrate_window, overlapped
 from ons_pipeline.energy.schema import DATASETS, MEASUREMENT
 from ons_pipeline.energy.transform import quarantine_parquet
 from ons_pipeline.resources import (
@@ -112,15 +115,43 @@ def compare_window(
     return diffs, metadata
 
 
-def _migrate_one(
-    context: AssetExecutionContext,
+@contextmanager
+def _window_failures(dataset: str, day: str) -> Iterator[None]:
+    """Export, write and compare errors as the run's Failure; transient ones retryable."""
+    try:
+        yield
+    except (InfluxDBUnavailableError, TimestreamQueryUnavailableError) as error:
+        raise Failure(
+            description=f"{dataset} {day}: {error}; the window is not migrated",
+            allow_retries=True,
+        ) from error
+    except (InfluxDBWriteError, TimestreamQueryError) as error:
+        raise Failure(
+            description=f"{dataset} {day}: {error}; the window is not migrated",
+            allow_retries=False,
+        ) from error
+
+
+@dataclass
+class _Written:
+    """A window exported and written, waiting for its comparison."""
+
+    day: str
+    window: Window
+    bucket: str
+    mode: str
+    started: float
+    outcome: WindowOutcome
+
+
+def _write_one(
     dataset: str,
     day: str,
     timestream: TimestreamResource,
     influxdb: InfluxDBResource,
     s3: ObjectStoreResource,
     energy_storage: EnergyStorageResource,
-) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+) -> _Written:
     started = time.monotonic()
     window = Window.day(day)
     bucket = influxdb.bucket_for(MEASUREMENT[dataset])
@@ -137,7 +168,7 @@ def _migrate_one(
             energy_storage.export_bucket or energy_storage.processed_bucket,
             energy_storage.export_prefix,
         )
-    try:
+    with _window_failures(dataset, day):
         influxdb.health()
         influxdb.ensure_bucket(bucket)
         outcome = migrate_window(
@@ -151,17 +182,21 @@ def _migrate_one(
             check_tags=influxdb.enable_validation,
             unload=unload,
         )
-        diffs, check_metadata = compare_window(timestream, influxdb, dataset, window)
-    except (InfluxDBUnavailableError, TimestreamQueryUnavailableError) as error:
-        raise Failure(
-            description=f"{dataset} {day}: {error}; the window is not migrated",
-            allow_retries=True,
-        ) from error
-    except (InfluxDBWriteError, TimestreamQueryError) as error:
-        raise Failure(
-            description=f"{dataset} {day}: {error}; the window is not migrated",
-            allow_retries=False,
-        ) from error
+    return _Written(day, window, bucket, mode, started, outcome)
+
+
+def _check_one(
+    context: AssetExecutionContext,
+    dataset: str,
+    written: _Written,
+    timestream: TimestreamResource,
+    influxdb: InfluxDBResource,
+    s3: ObjectStoreResource,
+    energy_storage: EnergyStorageResource,
+) -> tuple[bool, dict[str, Any], dict[str, Any]]:
+    day, outcome, mode = written.day, written.outcome, written.mode
+    with _window_failures(dataset, day):
+        diffs, check_metadata = compare_window(timestream, influxdb, dataset, written.window)
     quarantine_key = energy_storage.quarantine_key("migration", f"{dataset}/{day}.parquet")
     quarantine = outcome.quarantine()
     if len(quarantine):
@@ -183,7 +218,7 @@ def _migrate_one(
         if passed:  # kept for inspection otherwise; the lifecycle rule expires them
             deleted = delete_export(s3.get_client(), outcome.export.bucket, outcome.export.folder)
             export_uri = f"deleted ({deleted} objects) after validation: {export_uri}"
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - written.started
     metadata = {
         "dagster/row_count": outcome.written.lines_written,
         "window": f"[{day}T00:00:00Z, +1 day)",
@@ -197,7 +232,7 @@ def _migrate_one(
         "query_pages": outcome.pages,
         "write_requests": outcome.written.requests,
         "write_retries": outcome.written.retries,
-        "bucket": bucket,
+        "bucket": written.bucket,
         "database": timestream.database,
         "table": timestream.table_for(dataset),
         "processing_time_seconds": round(elapsed, 3),
@@ -253,10 +288,15 @@ def build_migration_asset(dataset: str) -> Any:
         s3: ObjectStoreResource,
         energy_storage: EnergyStorageResource,
     ) -> Any:
-        for day in context.partition_keys:
-            passed, metadata, check_metadata = _migrate_one(
-                context, dataset, day, timestream, influxdb, s3, energy_storage
-            )
+        # A window's comparison runs while the next window is exported and written.
+        checked = overlapped(
+            context.partition_keys,
+            lambda day: _write_one(dataset, day, timestream, influxdb, s3, energy_storage),
+            lambda _, written: _check_one(
+                context, dataset, written, timestream, influxdb, s3, energy_storage
+            ),
+        )
+        for day, (passed, metadata, check_metadata) in checked:
             yield AssetCheckEvaluation(
                 asset_key=key,
                 check_name=WINDOW_CHECK,

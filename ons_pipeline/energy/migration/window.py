@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from ons_pipeline.energy.transform import batch_bodies, line_protocol, rejected_
 from ons_pipeline.resources.influxdb import WriteOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from ons_pipeline.energy.transform import PreparedFile
     from ons_pipeline.resources.influxdb import InfluxDBResource
@@ -139,6 +140,37 @@ def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
             with contextlib.suppress(queue.Empty):
                 waiting.get_nowait()
             reader.join(timeout=0.05)
+
+
+T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def overlapped(
+    items: Iterable[T], work: Callable[[T], A], check: Callable[[T, A], B]
+) -> Iterator[tuple[T, B]]:
+    """`(item, check(item, work(item)))` in order, each check running beside the next work.
+
+    Windows are independent, so a window's comparison can run while the next one is exported
+    and written. An error of `work` is raised after the pending check's result was handed
+    out; an error of `check` is raised where its result would have been.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-check") as pool:
+        pending: tuple[T, Future[B]] | None = None
+        for item in items:
+            try:
+                done = work(item)
+            except BaseException:
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                raise
+            future = pool.submit(check, item, done)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (item, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
 
 
 def migrate_window(

@@ -157,3 +157,23 @@ def test_unload_statement_takes_only_safe_locations() -> None:
     ]:
         with pytest.raises(ValueError, match="not a safe export location"):
             unload_statement("ons_energy", "generation", day, bucket, folder)
+
+
+def test_overlapped_windows_report_in_order_and_the_one_before_a_failure() -> None:
+    from ons_pipeline.energy.migration.window import overlapped
+
+    def work(day: int) -> int:
+        if day == 3:
+            raise RuntimeError("window 3 failed")
+        return day * 10
+
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(RuntimeError, match="window 3 failed"):
+        seen.extend(overlapped([1, 2, 3, 4], work, lambda day, done: done + day))
+    assert seen == [(1, 11), (2, 22)]  # window 2 checked and reported before the failure
+
+    def check(day: int, done: int) -> int:
+        raise ValueError(f"check {day}")
+
+    with pytest.raises(ValueError, match="check 1"):
+        list(overlapped([1, 2], lambda day: day, check))

@@ -80,6 +80,22 @@ data "aws_iam_policy_document" "run_worker" {
       for table in aws_timestreamwrite_table.energy : table.arn
     ]
   }
+  # The migration reads Timestream history: Query pages (the fallback) and UNLOAD, which
+  # needs Select on the table and writes the export as the caller, so the caller also needs
+  # s3:PutObject on the export prefix (granted with the processed bucket above) and
+  # s3:GetBucketAcl on its bucket.
+  statement {
+    sid     = "TimestreamMigrationRead"
+    actions = ["timestream:Select"]
+    resources = [
+      for table in aws_timestreamwrite_table.energy : table.arn
+    ]
+  }
+  statement {
+    sid       = "MigrationExportBucket"
+    actions   = ["s3:GetBucketAcl"]
+    resources = [aws_s3_bucket.this["processed"].arn]
+  }
   statement {
     sid       = "TimestreamEndpoints"
     actions   = ["timestream:DescribeEndpoints"]

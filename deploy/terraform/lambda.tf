@@ -41,6 +41,9 @@ resource "aws_lambda_function" "run_worker" {
       INFLUXDB_URL                = "https://${aws_timestreaminfluxdb_db_instance.energy.endpoint}:8086"
       INFLUXDB_ORG                = var.influxdb_org
       INFLUXDB_TOKEN_SECRET_NAME  = aws_secretsmanager_secret.influxdb_token.name
+      ONS_ENERGY_SINKS            = var.energy_sinks
+      ONS_MIGRATION_EXPORT        = "unload"
+      ONS_MIGRATION_EXPORT_PREFIX = var.migration_export_prefix
     }
   }
 

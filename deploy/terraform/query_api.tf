@@ -88,6 +88,7 @@ resource "aws_lambda_function" "query_api" {
       INFLUXDB_URL               = "https://${aws_timestreaminfluxdb_db_instance.energy.endpoint}:8086"
       INFLUXDB_ORG               = var.influxdb_org
       INFLUXDB_TOKEN_SECRET_NAME = aws_secretsmanager_secret.influxdb_token.name
+      ONS_ENERGY_SINKS           = var.energy_sinks # the default backend follows the switch
     }
   }
 

@@ -82,3 +82,26 @@ resource "aws_s3_bucket_lifecycle_configuration" "launcher_payload" {
     }
   }
 }
+
+# The migration's UNLOAD exports: a window's objects are deleted once it is validated; what a
+# failed or interrupted window leaves (kept for inspection) expires here, and so do the parts
+# of a multipart upload an UNLOAD abandoned.
+resource "aws_s3_bucket_lifecycle_configuration" "migration_exports" {
+  bucket = aws_s3_bucket.this["processed"].id
+  rule {
+    id     = "expire-migration-exports"
+    status = "Enabled"
+    filter {
+      prefix = "${var.migration_export_prefix}/"
+    }
+    expiration {
+      days = var.migration_export_retention_days
+    }
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+    abort_incomplete_multipart_upload {
+      days_after_initiation = 1
+    }
+  }
+}

@@ -136,3 +136,21 @@ variable "payload_retention_days" {
   type        = number
   default     = 7
 }
+
+variable "migration_export_prefix" {
+  description = "Prefix in the processed bucket for the migration's UNLOAD exports."
+  type        = string
+  default     = "exports/timestream"
+}
+
+variable "migration_export_retention_days" {
+  description = "Days an export a failed migration window left behind is kept."
+  type        = number
+  default     = 7
+}
+
+variable "energy_sinks" {
+  description = "ONS_ENERGY_SINKS: timestream,influxdb (blue/green), influxdb (cut over), timestream (rolled back)."
+  type        = string
+  default     = "timestream,influxdb"
+}

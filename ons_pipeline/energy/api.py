@@ -100,7 +100,16 @@ def service_from_env(env: Mapping[str, str] | None = None) -> QueryService:
             session_token=_get(env, "AWS_SESSION_TOKEN"),
         )
     )
-    return QueryService(InfluxTemplates(influxdb), lake, bucket)
+    # The query layer's default backend follows the loads' switch: rolled back to Timestream
+    # only, InfluxDB misses what arrives from then on, so the processed Parquet answers.
+    sinks = _get(env, "ONS_ENERGY_SINKS", "timestream,influxdb") or ""
+    stale = None
+    if "influxdb" not in {name.strip() for name in sinks.split(",")}:
+        stale = (
+            f"ONS_ENERGY_SINKS={sinks}: the loads no longer write InfluxDB (rolled back), "
+            "so the processed Parquet in S3 is the current store"
+        )
+    return QueryService(InfluxTemplates(influxdb), lake, bucket, influx_not_current=stale)
 
 
 def create_app(service: QueryService | None = None) -> Starlette:

@@ -13,6 +13,8 @@
    `Query` runs on DuckDB (`timestream_engine.py`), in the real API's shape. A local-only
    `POST /moto-api/ons/timestream/records?database=&table=` takes an Arrow IPC stream of rows
    in the table model, for seeding large tables (benchmarks) without a million WriteRecords.
+   `UNLOAD (SELECT ...) TO 's3://...' WITH (format = 'PARQUET', ...)` runs the SELECT the
+   same way and writes the Parquet parts, metadata and manifest into this server's S3.
 
 It also answers only the developer's own programs, not web pages open in their browser: moto's
 global CORS is off (no preflight is granted), a request carrying an ``Origin`` header (which
@@ -107,12 +109,20 @@ def write_records(self: TimestreamWriteResponse) -> str:
 
 
 def query(self: TimestreamWriteResponse) -> str:
+    from moto.s3.models import s3_backends
+
+    s3 = s3_backends[self.current_account][self.partition]
+
+    def put(bucket: str, key: str, body: bytes) -> None:
+        s3.put_object(bucket, key, body)  # a missing bucket raises NoSuchBucket
+
     try:
         return QUERY_ENGINE.query(
             _stores(self.timestreamwrite_backend),
             self._get_param("QueryString") or "",
             self._get_param("MaxRows"),
             self._get_param("NextToken"),
+            put,
         )
     except TimestreamValidationError as error:
         raise ValidationError(str(error)) from error

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -32,7 +33,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+    Put = Callable[[str, str, bytes], None]  # (bucket, key, body) into S3
 
 MAX_ROWS_LIMIT: Final = 1000  # the API's MaxRows range is 1..1000
 MAX_PAGE_BYTES: Final = 1_000_000  # without MaxRows a page holds about 1 MB
@@ -279,12 +282,19 @@ class TimestreamQueryEngine:
         query_string: str,
         max_rows: int | None = None,
         next_token: str | None = None,
+        put: Put | None = None,
     ) -> str:
-        """The Query response as JSON text.
+        """The Query response as JSON text; an UNLOAD writes its objects through `put`.
 
         Raises:
-            TimestreamValidationError: not one SELECT, unknown table or column, bad token.
+            TimestreamValidationError: not one SELECT (or UNLOAD of one), unknown table or
+                column, bad token, an UNLOAD whose objects cannot be written.
         """
+        unload = None if next_token else parse_unload(query_string)
+        if unload is not None:
+            if put is None:
+                raise TimestreamValidationError("UNLOAD is not available here")
+            return self._unload(tables, unload, put)
         if max_rows is not None and not 1 <= int(max_rows) <= MAX_ROWS_LIMIT:
             raise TimestreamValidationError(
                 f"MaxRows must be between 1 and {MAX_ROWS_LIMIT}, got {max_rows}"
@@ -294,6 +304,38 @@ class TimestreamQueryEngine:
         else:
             result, offset = self._run(tables, query_string), 0
         return self._page(result, offset, int(max_rows) if max_rows else None)
+
+    def _unload(
+        self, tables: Mapping[tuple[str, str], TableStore], request: UnloadRequest, put: Put
+    ) -> str:
+        result = self._run(tables, request.select)
+        objects, metadata_key, manifest_key = unload_objects(request, result.table, result.query_id)
+        for key, body in objects:
+            try:
+                put(request.bucket, key, body)
+            except Exception as error:  # S3's refusal, as the query's error
+                raise TimestreamValidationError(
+                    f"UNLOAD could not write s3://{request.bucket}/{key}: {error}"
+                ) from error
+        row = [
+            {"ScalarValue": str(len(result.table))},
+            {"ScalarValue": f"s3://{request.bucket}/{metadata_key}"},
+            {"ScalarValue": f"s3://{request.bucket}/{manifest_key}"},
+        ]
+        return json.dumps(
+            {
+                "QueryId": result.query_id,
+                "Rows": [{"Data": row}],
+                "ColumnInfo": [
+                    {"Name": name, "Type": {"ScalarType": kind}} for name, kind in UNLOAD_COLUMNS
+                ],
+                "QueryStatus": {
+                    "ProgressPercentage": 100.0,
+                    "CumulativeBytesScanned": result.bytes_scanned,
+                    "CumulativeBytesMetered": result.bytes_scanned,
+                },
+            }
+        )
 
     def cancel(self, query_id: str) -> str:
         with self._lock:
@@ -381,3 +423,144 @@ class TimestreamQueryEngine:
                 self._results.pop(result.query_id, None)
         prefix = json.dumps(head)[:-1]
         return f'{prefix},"Rows":[{body}],"ColumnInfo":{info},"QueryStatus":{json.dumps(status)}}}'
+
+
+# UNLOAD (SELECT ...) TO 's3://bucket/folder/' WITH (option = 'value', ...): the migration's
+# shape only. Timestream also offers CSV, partitioned_by, SSE_KMS and more; here they are
+# refused rather than half-imitated.
+_UNLOAD: Final = re.compile(
+    r"^\s*UNLOAD\s*\((?P<select>.+)\)\s*TO\s*'s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])"
+    r"/(?P<folder>[A-Za-z0-9_./=\-]*)'\s*WITH\s*\((?P<options>[^()]*)\)\s*;?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_OPTION: Final = re.compile(r"^\s*([a-z_]+)\s*=\s*'([^']*)'\s*$", re.IGNORECASE)
+_UNLOAD_OPTIONS: Final = {
+    "format": {"PARQUET"},
+    "compression": {"GZIP", "NONE"},
+    "encryption": {"SSE_S3"},
+}
+_SIZE_UNITS: Final = {"KB": 10**3, "MB": 10**6, "GB": 10**9}
+MIN_FILE_SIZE: Final = 16 * 10**6  # the documented max_file_size range: 16 MB to 78 GB
+MAX_FILE_SIZE: Final = 78 * 10**9
+UNLOAD_COLUMNS: Final = (
+    ("rows", "BIGINT"),
+    ("metadataFile", "VARCHAR"),
+    ("manifestFile", "VARCHAR"),
+)
+
+
+@dataclass(frozen=True)
+class UnloadRequest:
+    select: str
+    bucket: str
+    folder: str  # "" or ending in "/"
+    compression: str
+    max_file_size: int
+
+
+def parse_unload(statement: str) -> UnloadRequest | None:
+    """The UNLOAD's parts, or None when the statement is not an UNLOAD at all.
+
+    Raises:
+        TimestreamValidationError: an UNLOAD outside the supported shape.
+    """
+    if not statement.lstrip()[:6].upper() == "UNLOAD":
+        return None
+    match = _UNLOAD.match(statement)
+    if match is None:
+        raise TimestreamValidationError(
+            "UNLOAD must read UNLOAD (SELECT ...) TO 's3://bucket/folder/' WITH (format = "
+            "'PARQUET'[, compression = 'GZIP'|'NONE'][, encryption = 'SSE_S3']"
+            "[, max_file_size = '<n>MB'])"
+        )
+    options: dict[str, str] = {}
+    for part in filter(str.strip, match["options"].split(",")):
+        option = _OPTION.match(part)
+        if option is None:
+            raise TimestreamValidationError(f"UNLOAD option not understood: {part.strip()!r}")
+        name, value = option[1].lower(), option[2].upper()
+        if name in options:
+            raise TimestreamValidationError(f"UNLOAD option {name} given twice")
+        if name == "max_file_size":
+            options[name] = value
+        elif name not in _UNLOAD_OPTIONS or value not in _UNLOAD_OPTIONS[name]:
+            raise TimestreamValidationError(f"UNLOAD option {name} = '{value}' is not supported")
+        options[name] = value
+    if options.get("format") != "PARQUET":
+        raise TimestreamValidationError("UNLOAD needs format = 'PARQUET' here")
+    folder = match["folder"]
+    if (folder and not folder.endswith("/")) or "//" in folder or folder.startswith("/"):
+        raise TimestreamValidationError(f"UNLOAD destination folder must end in '/': {folder!r}")
+    return UnloadRequest(
+        match["select"],
+        match["bucket"],
+        folder,
+        options.get("compression", "GZIP"),
+        _file_size(options.get("max_file_size", "78GB")),
+    )
+
+
+def _file_size(text: str) -> int:
+    size = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(KB|MB|GB)", text)
+    value = int(float(size[1]) * _SIZE_UNITS[size[2]]) if size else 0
+    if not MIN_FILE_SIZE <= value <= MAX_FILE_SIZE:
+        raise TimestreamValidationError(
+            f"max_file_size must be between 16MB and 78GB, got {text!r}"
+        )
+    return value
+
+
+def unload_objects(
+    request: UnloadRequest, answer: pa.Table, query_id: str
+) -> tuple[list[tuple[str, bytes]], str, str]:
+    """(key, body) of each Parquet part, then the metadata and manifest; and their keys.
+
+    Layout as Timestream writes it: parts under `<folder>results/`, then
+    `<folder><query id>_<uuid>_metadata.json` (the columns) and `..._manifest.json` (each
+    part's url, size and rows, and the totals), the manifest last: it marks a complete export.
+    """
+    import pyarrow.parquet as pq
+
+    stem = f"{query_id}_{uuid.uuid4().hex}"
+    rows_per_part = len(answer) or 1
+    if answer.nbytes > request.max_file_size:
+        rows_per_part = max(1, len(answer) * request.max_file_size // answer.nbytes)
+    objects: list[tuple[str, bytes]] = []
+    files = []
+    codec = "gzip" if request.compression == "GZIP" else "none"
+    for number, offset in enumerate(range(0, len(answer), rows_per_part), start=1):
+        part = answer.slice(offset, rows_per_part)
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink, compression=codec)
+        body = sink.getvalue().to_pybytes()
+        key = f"{request.folder}results/{stem}_part{number}.parquet"
+        objects.append((key, body))
+        files.append(
+            {
+                "url": f"s3://{request.bucket}/{key}",
+                "file_metadata": {"content_length_in_bytes": len(body), "row_count": len(part)},
+            }
+        )
+    columns = [
+        {"Name": name, "Type": {"ScalarType": _scalar_type(kind)}}
+        for name, kind in zip(answer.column_names, answer.schema.types, strict=True)
+    ]
+    metadata = {
+        "ColumnInfo": columns,
+        "Author": {"Name": "Amazon Timestream", "MetadataFileVersion": "1.0"},
+    }
+    manifest = {
+        "result_files": files,
+        "query_metadata": {
+            "content_length_in_bytes": sum(len(body) for _, body in objects),
+            "total_row_count": len(answer),
+            "result_format": "PARQUET",
+            "result_version": "Amazon Timestream version 1.0.0",
+        },
+        "author": {"name": "Amazon Timestream", "manifest_file_version": "1.0"},
+    }
+    metadata_key = f"{request.folder}{stem}_metadata.json"
+    manifest_key = f"{request.folder}{stem}_manifest.json"
+    objects.append((metadata_key, json.dumps(metadata).encode()))
+    objects.append((manifest_key, json.dumps(manifest).encode()))
+    return objects, metadata_key, manifest_key

@@ -85,6 +85,9 @@ def default_resources() -> dict[str, Any]:
             processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
             notification_queue_url=_setting("ONS_ENERGY_QUEUE_URL", "") or None,
             sinks=_setting("ONS_ENERGY_SINKS", "timestream,influxdb"),
+            migration_export=_setting("ONS_MIGRATION_EXPORT", "unload"),
+            export_bucket=_setting("ONS_MIGRATION_EXPORT_BUCKET", "") or None,
+            export_prefix=_setting("ONS_MIGRATION_EXPORT_PREFIX", "exports/timestream"),
         ),
         "timestream": TimestreamResource(
             **aws,

@@ -199,6 +199,22 @@ class EnergyStorageResource(ConfigurableResource):
         "while both run, `influxdb` after cutover, `timestream` to roll back.",
     )
 
+    migration_export: str = Field(
+        default="unload",
+        description="How the migration exports a window (ONS_MIGRATION_EXPORT): `unload` "
+        "(UNLOAD to S3 as Parquet) or `query` (Query API pages, the fallback).",
+    )
+    export_bucket: str | None = Field(
+        default=None,
+        description="Bucket for UNLOAD exports (ONS_MIGRATION_EXPORT_BUCKET); unset: the "
+        "processed bucket.",
+    )
+    export_prefix: str = Field(
+        default="exports/timestream",
+        description="Prefix for UNLOAD exports (ONS_MIGRATION_EXPORT_PREFIX); a window's "
+        "objects are deleted once it is validated, and a lifecycle rule expires the rest.",
+    )
+
     def quarantine_key(self, store: str, key: str) -> str:
         return f"{self.quarantine_prefix}/{store}/{key}"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import uuid
 from typing import Any
@@ -212,3 +213,138 @@ def test_page_limits_and_tokens_are_checked(table: tuple[Any, Any, str, str]) ->
     with pytest.raises(ClientError) as error:
         query.query(QueryString="SELECT 1", NextToken="bm90IGEgdG9rZW4=")
     assert error.value.response["Error"]["Code"] == "ValidationException"
+
+
+@pytest.fixture
+def export_bucket(stack_env: dict[str, str]) -> tuple[Any, str]:
+    s3 = boto3.client("s3", region_name=REGION)
+    bucket = f"exports-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return s3, bucket
+
+
+def _write_mixed(write: Any, database: str, name: str) -> None:
+    write.write_records(
+        DatabaseName=database,
+        TableName=name,
+        CommonAttributes={
+            "Dimensions": [{"Name": "region", "Value": "N"}, {"Name": "unit", "Value": "MW"}],
+            "MeasureName": "value",
+            "TimeUnit": "NANOSECONDS",
+        },
+        Records=[{"Time": str(T0 + i), "MeasureValue": repr(i / 3)} for i in range(50)],
+    )
+
+
+def test_unload_writes_parquet_a_manifest_and_metadata_in_the_documented_shape(
+    table: tuple[Any, Any, str, str], export_bucket: tuple[Any, str]
+) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    write, query, database, name = table
+    s3, bucket = export_bucket
+    _write_mixed(write, database, name)
+    select = f'SELECT * FROM "{database}"."{name}" WHERE time >= from_nanoseconds({T0})'
+
+    answer = query.query(
+        QueryString=f"UNLOAD ({select}) TO 's3://{bucket}/window/' "
+        "WITH (format = 'PARQUET', compression = 'NONE')"
+    )
+
+    conforms(answer, MODEL.operation_model("Query").output_shape)
+    assert "NextToken" not in answer
+    assert answer["QueryStatus"]["ProgressPercentage"] == 100.0
+    assert [(c["Name"], c["Type"]["ScalarType"]) for c in answer["ColumnInfo"]] == [
+        ("rows", "BIGINT"),
+        ("metadataFile", "VARCHAR"),
+        ("manifestFile", "VARCHAR"),
+    ]
+    ((rows, metadata_url, manifest_url),) = [
+        [d["ScalarValue"] for d in row["Data"]] for row in answer["Rows"]
+    ]
+    assert rows == "50"
+    query_id = answer["QueryId"]
+    assert manifest_url.startswith(f"s3://{bucket}/window/{query_id}_")
+    assert manifest_url.endswith("_manifest.json")
+    assert metadata_url.startswith(f"s3://{bucket}/window/{query_id}_")
+    assert metadata_url.endswith("_metadata.json")
+
+    def read(url: str) -> bytes:
+        key = url.removeprefix(f"s3://{bucket}/")
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    manifest = json.loads(read(manifest_url))
+    assert set(manifest) == {"result_files", "query_metadata", "author"}
+    assert manifest["query_metadata"]["total_row_count"] == 50
+    assert manifest["query_metadata"]["result_format"] == "PARQUET"
+    assert manifest["author"]["name"] == "Amazon Timestream"
+    (part,) = manifest["result_files"]
+    assert part["url"].startswith(f"s3://{bucket}/window/results/")
+    body = read(part["url"])
+    assert part["file_metadata"] == {"content_length_in_bytes": len(body), "row_count": 50}
+    assert manifest["query_metadata"]["content_length_in_bytes"] == len(body)
+    metadata = json.loads(read(metadata_url))
+    columns = [(c["Name"], c["Type"]["ScalarType"]) for c in metadata["ColumnInfo"]]
+    assert columns == [
+        ("region", "VARCHAR"),
+        ("unit", "VARCHAR"),
+        ("measure_name", "VARCHAR"),
+        ("time", "TIMESTAMP"),
+        ("measure_value::double", "DOUBLE"),
+    ]
+    data = pq.read_table(io.BytesIO(body)).sort_by("time")
+    assert data.column_names == [name for name, _ in columns]
+    assert [bits(v) for v in data["measure_value::double"].to_pylist()] == [
+        bits(i / 3) for i in range(50)
+    ]
+    times = data["time"].cast("int64").to_pylist()
+    assert times == [T0 + i for i in range(50)]
+
+
+def test_unload_of_nothing_writes_an_empty_manifest(
+    table: tuple[Any, Any, str, str], export_bucket: tuple[Any, str]
+) -> None:
+    _, query, database, name = table
+    s3, bucket = export_bucket
+    answer = query.query(
+        QueryString=f'UNLOAD (SELECT * FROM "{database}"."{name}") TO \'s3://{bucket}/e/\' '
+        "WITH (format = 'PARQUET')"
+    )
+    manifest_url = answer["Rows"][0]["Data"][2]["ScalarValue"]
+    key = manifest_url.removeprefix(f"s3://{bucket}/")
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert manifest["result_files"] == []
+    assert manifest["query_metadata"]["total_row_count"] == 0
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(keys) == 2  # the manifest and the metadata, no part
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "UNLOAD ({select}) TO 's3://{bucket}/x/' WITH (format = 'CSV')",
+        "UNLOAD ({select}) TO 's3://{bucket}/x/' WITH (format = 'PARQUET', "
+        "partitioned_by = ARRAY['region'])",
+        "UNLOAD ({select}) TO 's3://{bucket}/x/'",
+        "UNLOAD ({select}) TO 's3://{bucket}/x' WITH (format = 'PARQUET')",
+        "UNLOAD ({select}) TO 's3://{bucket}/x/' WITH (format = 'PARQUET', format = 'PARQUET')",
+        "UNLOAD ({select}) TO 's3://{bucket}/x/' WITH (format = 'PARQUET', max_file_size = '1MB')",
+        "UNLOAD ({select}) TO 's3://{bucket}/x/' WITH (format = 'PARQUET', kms_key = 'k')",
+        "UNLOAD (DROP TABLE t) TO 's3://{bucket}/x/' WITH (format = 'PARQUET')",
+        "UNLOAD ({select}; SELECT 1) TO 's3://{bucket}/x/' WITH (format = 'PARQUET')",
+        "UNLOAD ({select}) TO 's3://no-such-bucket-{bucket}/x/' WITH (format = 'PARQUET')",
+        "UNLOAD ({select}) TO '/tmp/x/' WITH (format = 'PARQUET')",
+    ],
+)
+def test_a_malformed_unload_is_a_validation_exception(
+    table: tuple[Any, Any, str, str], export_bucket: tuple[Any, str], shape: str
+) -> None:
+    _, query, database, name = table
+    s3, bucket = export_bucket
+    statement = shape.format(select=f'SELECT * FROM "{database}"."{name}"', bucket=bucket)
+    with pytest.raises(ClientError) as error:
+        query.query(QueryString=statement)
+    assert error.value.response["Error"]["Code"] == "ValidationException"
+    assert "Contents" not in s3.list_objects_v2(Bucket=bucket)  # nothing half-written

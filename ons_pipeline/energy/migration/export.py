@@ -1,12 +1,12 @@
-"""Read a time window out of Timestream, page by page.
+"""Read a time window out of Timestream through the Query API, page by page.
 
-Why the Query API with `NextToken` rather than UNLOAD to S3: a window (one day of one
-dataset) is read with a few requests, every page is streamed into InfluxDB so memory stays
-bounded by a page group, the same API answers the validation's aggregates, and nothing is
-left to clean up; UNLOAD would add an S3 export location, an IAM grant on it and Parquet
-files per window. The price is JSON: about 260 bytes a record through 1 MB pages, which
-bounds throughput (benchmarks/energy_migration.py measures it); UNLOAD to Parquet is the
-route if bulk speed ever matters more. The SQL is built only from names checked against
+This is the fallback export (`ONS_MIGRATION_EXPORT=query`); the default is UNLOAD to S3 as
+Parquet (`unload.py`, AWS's documented route for large exports), which skips the JSON: about
+260 bytes a record through 1 MB pages, decoded row by row, bound this path's throughput
+(benchmarks/energy_migration.py prints both). Query pages need only `timestream:Select`,
+leave nothing in S3 to clean up, and the same API answers the validation's aggregates
+(`stats_query`), so both modes use it for those. Pages are streamed into InfluxDB so memory
+stays bounded by a page group. The SQL is built only from names checked against
 Timestream's own naming rule and from integer nanosecond bounds, never from user text.
 """
 

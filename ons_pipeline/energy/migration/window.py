@@ -10,20 +10,32 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ons_pipeline.energy.migration.export import Window, query_pages, window_query
+from ons_pipeline.energy.migration.export import (
+    TimestreamQueryError,
+    Window,
+    query_pages,
+    window_query,
+)
 from ons_pipeline.energy.migration.mapping import MappedPage, map_page, page_table
+from ons_pipeline.energy.migration.unload import (
+    Export,
+    UnloadTarget,
+    export_batches,
+    unload_window,
+)
 from ons_pipeline.energy.transform import batch_bodies, line_protocol, rejected_rows
 from ons_pipeline.resources.influxdb import WriteOutcome
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from ons_pipeline.energy.transform import PreparedFile
     from ons_pipeline.resources.influxdb import InfluxDBResource
@@ -35,6 +47,7 @@ class WindowOutcome:
     pages: int = 0
     written: WriteOutcome = field(default_factory=WriteOutcome)
     quarantined: list[pd.DataFrame] = field(default_factory=list)
+    export: Export | None = None  # the UNLOAD's objects, when the window was unloaded
 
     @property
     def rejected(self) -> int:
@@ -129,6 +142,37 @@ def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
             reader.join(timeout=0.05)
 
 
+T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+def overlapped(
+    items: Iterable[T], work: Callable[[T], A], check: Callable[[T, A], B]
+) -> Iterator[tuple[T, B]]:
+    """`(item, check(item, work(item)))` in order, each check running beside the next work.
+
+    Windows are independent, so a window's comparison can run while the next one is exported
+    and written. An error of `work` is raised after the pending check's result was handed
+    out; an error of `check` is raised where its result would have been.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-check") as pool:
+        pending: tuple[T, Future[B]] | None = None
+        for item in items:
+            try:
+                done = work(item)
+            except BaseException:
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                raise
+            future = pool.submit(check, item, done)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (item, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+
+
 def migrate_window(
     client: Any,
     influxdb: InfluxDBResource,
@@ -142,11 +186,17 @@ def migrate_window(
     prefetch_pages: int = 4,
     check_tags: bool = True,
     retry: dict[str, Any] | None = None,
+    unload: UnloadTarget | None = None,
 ) -> WindowOutcome:
     """Every record of the window written to `bucket` or quarantined with its reason.
 
+    With `unload`, the window is exported by UNLOAD to Parquet and read a batch (of
+    `group_lines` rows) at a time; without, through Query pages. The objects are left for
+    the caller to delete once the window is validated (`outcome.export`).
+
     Raises:
-        TimestreamQueryError, TimestreamQueryUnavailableError: from the export.
+        TimestreamQueryError, TimestreamQueryUnavailableError: from the export (also when
+            the Parquet parts do not hold the rows the manifest counts).
         InfluxDBUnavailableError, InfluxDBWriteError: from the writes.
     """
     outcome = WindowOutcome()
@@ -161,10 +211,23 @@ def migrate_window(
         if mapped.points:
             _write_group(influxdb, bucket, [mapped], outcome)
 
-    pages = query_pages(client, window_query(database, table, window), **(retry or {}))
-    for page in prefetched(pages, depth=prefetch_pages):
+    tables: Iterator[pa.Table]
+    if unload is None:
+        pages = query_pages(client, window_query(database, table, window), **(retry or {}))
+        tables = (page_table(page) for page in pages)
+    else:
+        outcome.export = unload_window(
+            client,
+            unload,
+            database=database,
+            table=table,
+            dataset=dataset,
+            window=window,
+            **(retry or {}),
+        )
+        tables = export_batches(unload.s3, outcome.export, group_lines)
+    for rows in prefetched(tables, depth=prefetch_pages):
         outcome.pages += 1
-        rows = page_table(page)
         if group and rows.schema != group[0].schema:
             flush()  # the table gained a column mid-window: map what came before apart
             group, pending = [], 0
@@ -175,4 +238,9 @@ def migrate_window(
             group, pending = [], 0
     if pending:
         flush()
+    if outcome.export is not None and outcome.records != outcome.export.rows:
+        raise TimestreamQueryError(
+            f"the UNLOAD's parts hold {outcome.records} records, its manifest "
+            f"{outcome.export.rows}; the window is not migrated"
+        )
     return outcome

@@ -82,11 +82,14 @@ class QueryService:
         lake: ParquetLake | None,
         bucket: str = "",
         now: Any = None,
+        influx_not_current: str | None = None,
     ) -> None:
         self.influx = influx
         self.lake = lake
         self.bucket = bucket
         self._now = now or (lambda: datetime.now(UTC))
+        # Why InfluxDB is not the default backend (the loads no longer write it), or None.
+        self.influx_not_current = influx_not_current
 
     def handle(self, body: Any) -> Reply:
         """(status, JSON body, headers) for one request body (already JSON-decoded)."""
@@ -186,6 +189,8 @@ class QueryService:
         try:
             if self.influx is None:
                 raise BackendUnavailableError("no InfluxDB configured")
+            if self.influx_not_current and self.lake is not None:
+                raise BackendUnavailableError(self.influx_not_current)
             points = self.influx.answer(params)
         except BackendUnavailableError as error:
             retry_after = error.retry_after

@@ -114,11 +114,15 @@ class Stores:
         }
         return InfluxDBResource(**(settings | overrides))
 
-    def resources(self, bucket: str, sinks: str = "timestream,influxdb", **influx: Any) -> Any:
+    def resources(
+        self, bucket: str, sinks: str = "timestream,influxdb", export: str = "unload", **influx: Any
+    ) -> Any:
         return {
             "s3": ObjectStoreResource(region_name=REGION),
             "metrics": CloudWatchMetricsResource(region_name=REGION),
-            "energy_storage": EnergyStorageResource(processed_bucket=self.processed, sinks=sinks),
+            "energy_storage": EnergyStorageResource(
+                processed_bucket=self.processed, sinks=sinks, migration_export=export
+            ),
             "influxdb": self.influxdb(bucket, **influx),
             "timestream": TimestreamResource(region_name=REGION, database=self.database),
         }
@@ -139,12 +143,17 @@ class Stores:
         return result
 
     def migrate(
-        self, day: str, bucket: str, instance: DagsterInstance | None = None, **influx: Any
+        self,
+        day: str,
+        bucket: str,
+        instance: DagsterInstance | None = None,
+        export: str = "unload",
+        **influx: Any,
     ) -> Any:
         return materialize(
             [GENERATION],
             partition_key=day,
-            resources=self.resources(bucket, **influx),
+            resources=self.resources(bucket, export=export, **influx),
             instance=instance or DagsterInstance.ephemeral(),
             raise_on_error=False,
         )
@@ -166,6 +175,10 @@ class Stores:
                 out.append((tags, record["time"], fields))
         return sorted(out)
 
+    def exports(self) -> list[str]:
+        listed = self.s3.list_objects_v2(Bucket=self.processed, Prefix="exports/")
+        return [item["Key"] for item in listed.get("Contents", [])]
+
 
 @pytest.fixture
 def stores(stack_env: dict[str, str]) -> Stores:
@@ -176,7 +189,8 @@ def check_of(result: Any) -> list[Any]:
     return [e for e in result.get_asset_check_evaluations() if e.check_name == "window_matches"]
 
 
-def test_migrated_window_equals_a_direct_load_point_for_point(stores: Stores) -> None:
+@pytest.mark.parametrize("export", ["unload", "query"])
+def test_migrated_window_equals_a_direct_load_point_for_point(stores: Stores, export: str) -> None:
     stores.load(
         f"dataset=generation/year=2024/month=01/long_{DAY}.parquet", long_file(DAY), stores.direct
     )
@@ -184,7 +198,7 @@ def test_migrated_window_equals_a_direct_load_point_for_point(stores: Stores) ->
         f"dataset=generation/year=2024/month=01/wide_{DAY}.parquet", wide_file(DAY), stores.direct
     )
 
-    result = stores.migrate(DAY, stores.migrated)
+    result = stores.migrate(DAY, stores.migrated, export=export)
 
     assert result.success
     direct = stores.points(stores.direct)
@@ -198,9 +212,14 @@ def test_migrated_window_equals_a_direct_load_point_for_point(stores: Stores) ->
     assert materialization.metadata["records_exported"].value == 24 * 3 + 30
     assert materialization.metadata["points_written"].value == 24 * 3 + 30
     assert materialization.metadata["quarantined"].value == 0
+    assert materialization.metadata["export_mode"].value == export
+    # A validated window leaves no export objects behind.
+    assert stores.exports() == []
+    if export == "unload":
+        assert materialization.metadata["export"].value.startswith("deleted (")
 
     # A re-run (say after a crash) converges: the same points, no duplicates.
-    again = stores.migrate(DAY, stores.migrated)
+    again = stores.migrate(DAY, stores.migrated, export=export)
     assert again.success
     assert stores.points(stores.migrated) == direct
 
@@ -294,6 +313,12 @@ def test_a_window_that_differs_is_not_reported_migrated(stores: Stores) -> None:
     assert [d["series"]["region"] for d in differing] == ["ghost"]
     assert differing[0]["timestream"] is None
     assert result.asset_materializations_for_node("energy_migration_generation") == []
+    # The export of a window that failed its check is kept for inspection (and expires).
+    folder = check.metadata["export"].value.removeprefix(f"s3://{stores.processed}/")
+    assert folder.startswith("exports/timestream/generation/2024-01-01/")
+    kept = stores.exports()
+    assert kept and all(key.startswith(folder) for key in kept)
+    assert any(key.endswith("_manifest.json") for key in kept)
 
 
 def test_cutover_and_rollback_walk_ends_with_both_stores_equal(stores: Stores) -> None:

@@ -413,6 +413,27 @@ def test_fallback_gives_influxdbs_numbers_when_influxd_is_stopped(
     wait_for_backend(api.url, "influxdb")
 
 
+def test_after_a_rollback_to_timestream_the_s3_fallback_answers_by_default(
+    api: ApiProcess, loaded: dict[str, str], tmp_path: Path
+) -> None:
+    wait_for_backend(api.url, "influxdb")
+    request = REQUESTS[0]
+    status, current, _ = post(api.url, request)
+    assert status == 200 and current["backend"] == "influxdb", current
+    server = start_api(
+        api_env(loaded, ONS_ENERGY_SINKS="timestream"), free_port(), tmp_path / "api.log"
+    )
+    try:
+        status, body, _ = post(server.url, request)
+    finally:
+        server.stop()
+
+    assert status == 200, body
+    assert body["backend"] == "s3_parquet"  # influxd is up; the switch decides
+    assert "ONS_ENERGY_SINKS=timestream" in body["fallback_reason"]
+    assert [p[:2] for p in values(body)] == [p[:2] for p in values(current)]
+
+
 def test_no_backend_is_a_503_with_retry_after(
     stack: LocalStack, loaded: dict[str, str], tmp_path: Path
 ) -> None:

@@ -136,3 +136,44 @@ def test_fast_query_parser_gives_what_botocore_gives() -> None:
     stock = JSONParser().parse(dict(response), shape)
     assert fast == stock
     assert fast["Rows"][0]["Data"][1] == {"NullValue": True}
+
+
+def test_unload_statement_takes_only_safe_locations() -> None:
+    from ons_pipeline.energy.migration.unload import unload_statement
+
+    day = Window.day("2024-01-01")
+    statement = unload_statement("ons_energy", "generation", day, "processed", "exports/a/")
+    assert statement == (
+        f"UNLOAD ({window_query('ons_energy', 'generation', day)}) TO "
+        "'s3://processed/exports/a/' WITH (format = 'PARQUET', compression = 'NONE', "
+        "max_file_size = '64MB')"
+    )
+    for bucket, folder in [
+        ("processed", "x'/) ; DROP"),
+        ("Processed", "a/"),
+        ("processed", "../a/"),
+        ("processed", "a//b/"),
+        ("pro' --", "a/"),
+    ]:
+        with pytest.raises(ValueError, match="not a safe export location"):
+            unload_statement("ons_energy", "generation", day, bucket, folder)
+
+
+def test_overlapped_windows_report_in_order_and_the_one_before_a_failure() -> None:
+    from ons_pipeline.energy.migration.window import overlapped
+
+    def work(day: int) -> int:
+        if day == 3:
+            raise RuntimeError("window 3 failed")
+        return day * 10
+
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(RuntimeError, match="window 3 failed"):
+        seen.extend(overlapped([1, 2, 3, 4], work, lambda day, done: done + day))
+    assert seen == [(1, 11), (2, 22)]  # window 2 checked and reported before the failure
+
+    def check(day: int, done: int) -> int:
+        raise ValueError(f"check {day}")
+
+    with pytest.raises(ValueError, match="check 1"):
+        list(overlapped([1, 2], lambda day: day, check))

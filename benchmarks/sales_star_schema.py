@@ -1,35 +1,54 @@
 """Benchmark: ToteSys JSONL packets -> seven star tables -> Parquet bytes.
 
-Generates N sales-order versions (default 1,000,000) with proportionate dimensions, writes
-the packets to a temporary folder, then times the project's path (parse, raw history,
-star schema, Parquet) in a fresh child process so its peak RSS is the pipeline's own.
-The baseline in the same run is a row-by-row version of the seed's Lambda (json.loads per
-line, a dict per row) on a slice of the same packets; the ratio of rows/s is the speed-up.
+Three measurements, each measured path in a fresh child process so its peak RSS is its own:
 
-    python benchmarks/sales_star_schema.py [--orders 1000000] [--baseline-orders 100000]
+(a) first load: N sales-order versions (default 1,000,000) with proportionate dimensions,
+    end to end (JSON decode, raw-history merge, star transform, Parquet of the raw history
+    and the star files), with the share of time of each stage;
+(b) the comparison a user would make, on the same packets: a plain pandas version of the
+    seed's transform as public ToteSys projects write it (`pd.read_json(lines=True)` per
+    packet, latest version per dimension, one merge per dimension, `.dt.date`/`.dt.time`,
+    `DataFrame.to_parquet`); the ratio of the two times is printed;
+(c) one run that lands a single 1,000-row sales_order packet on histories of 1 M and 4 M
+    versions: the run's time and peak memory on each (floor: the 4 M run at most 1.5x the
+    1 M run in both), so the cost of a small packet against the history is visible.
+
+The corpus is generated without planted bad lines: `pd.read_json` refuses a whole packet
+with one broken line, so the comparison could not run on it (the quarantine path is covered
+by the tests, not timed here).
+
+    python benchmarks/sales_star_schema.py [--orders 1000000] [--histories 1000000 4000000]
+        [--skip-first-load] [--skip-incremental]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import resource
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
-FLOOR_SECONDS = 20.0
-FLOOR_RSS_GB = 3.0
+FLOOR_SECONDS = 3.5
+FLOOR_RSS_GB = 1.0
+FLOOR_GROWTH = 1.5  # (c): the larger history's run over the smaller one's, time and memory
+NEW_PACKET_ROWS = 1_000
+
+
+def _peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def generate(directory: Path, orders: int) -> dict[str, int]:
+    """Write a clean corpus of `orders` order versions as packet files under `directory`."""
     from ons_pipeline.sales.demo_data import generate_totesys
 
-    corpus = generate_totesys(orders, packets_per_table=4, seed=11)
+    corpus = generate_totesys(orders, packets_per_table=4, seed=11, bad_rows=False)
     for packet in corpus.packets:
         path = directory / packet.key
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,139 +56,375 @@ def generate(directory: Path, orders: int) -> dict[str, int]:
     return corpus.rows_per_table
 
 
+def _packet_files(directory: Path, table: str) -> list[tuple[int, Path]]:
+    from ons_pipeline.sales.packets import parse_packet_key
+
+    found = []
+    for path in sorted((directory / table).glob("*.jsonl")):
+        parsed = parse_packet_key(f"{table}/{path.name}")
+        assert parsed is not None
+        found.append((parsed[1], path))
+    return found
+
+
 def run_pipeline(directory: Path) -> dict[str, object]:
-    """The measured path; runs in the child process."""
+    """(a) The project's first load; runs in the child process."""
     from ons_pipeline.sales.outputs import to_parquet_bytes
-    from ons_pipeline.sales.packets import empty_rows, merge_history, parse_packet, parse_packet_key
+    from ons_pipeline.sales.packets import empty_rows, history_schema, merge_history, parse_packet
     from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
     from ons_pipeline.sales.transform import SOURCE_TABLES, build_star_schema
 
     started = time.perf_counter()
     raw = {}
     lines = 0
+    decode_s = merge_s = parquet_s = 0.0
+    written = 0
     for table in SOURCE_TABLES:
-        packets = []
-        for path in sorted((directory / table).glob("*.jsonl")):
-            parsed_key = parse_packet_key(f"{table}/{path.name}")
-            assert parsed_key is not None
-            packets.append(parse_packet(table, parsed_key[1], path.read_bytes()))
+        t0 = time.perf_counter()
+        packets = [
+            parse_packet(table, packet_id, path.read_bytes())
+            for packet_id, path in _packet_files(directory, table)
+        ]
+        t1 = time.perf_counter()
         lines += sum(p.lines for p in packets)
         raw[table] = merge_history(empty_rows(table), packets, table)
-    parsed_at = time.perf_counter()
+        t2 = time.perf_counter()
+        written += len(to_parquet_bytes(raw[table], history_schema(table)))
+        t3 = time.perf_counter()
+        decode_s += t1 - t0
+        merge_s += t2 - t1
+        parquet_s += t3 - t2
+    t0 = time.perf_counter()
     result = build_star_schema(raw)
-    transformed_at = time.perf_counter()
-    written = sum(
+    transform_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    written += sum(
         len(to_parquet_bytes(frame, STAR_SCHEMAS[name])) for name, frame in result.tables.items()
     )
     written += len(to_parquet_bytes(result.quarantine, QUARANTINE_SCHEMA))
-    finished = time.perf_counter()
+    parquet_s += time.perf_counter() - t0
     return {
         "lines": lines,
         "fact_rows": len(result.tables["fact_sales_order"]),
         "quarantined": len(result.quarantine),
-        "parse_s": parsed_at - started,
-        "transform_s": transformed_at - parsed_at,
-        "parquet_s": finished - transformed_at,
-        "total_s": finished - started,
+        "decode_s": decode_s,
+        "merge_s": merge_s,
+        "transform_s": transform_s,
+        "parquet_s": parquet_s,
+        "total_s": time.perf_counter() - started,
         "parquet_bytes": written,
-        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+        "peak_rss_gb": _peak_rss_gb(),
     }
 
 
-def run_baseline(directory: Path, limit: int) -> dict[str, float]:
-    """The seed's shape: one json.loads and one Python dict per row, for `limit` orders."""
-    started = time.perf_counter()
-    rows: dict[str, list[dict]] = {}
-    for table_dir in sorted(directory.iterdir()):
-        records = []
-        for path in sorted(table_dir.glob("*.jsonl")):
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    continue
-                if table_dir.name == "sales_order" and len(records) >= limit:
-                    break
-        rows[table_dir.name] = records
-    latest = {}
-    for table in ("staff", "department", "address", "currency", "design", "counterparty"):
-        key = f"{table}_id"
-        latest[table] = {r[key]: r for r in sorted(rows[table], key=lambda r: r["last_updated"])}
-    facts = []
-    for r in rows["sales_order"]:
-        try:
-            created = datetime.fromisoformat(r["created_at"])
-            updated = datetime.fromisoformat(r["last_updated"])
-            if r["staff_id"] not in latest["staff"] or r["units_sold"] < 0:
-                continue
-            facts.append(
-                {
-                    "sales_order_id": r["sales_order_id"],
-                    "created_date": created.date(),
-                    "created_time": created.time(),
-                    "last_updated_date": updated.date(),
-                    "last_updated_time": updated.time(),
-                    "units_sold": r["units_sold"],
-                    "unit_price": Decimal(str(r["unit_price"])),
-                    "agreed_payment_date": datetime.fromisoformat(r["agreed_payment_date"]).date(),
-                }
-            )
-        except (KeyError, TypeError, ValueError):
-            continue
+def run_pandas_baseline(directory: Path) -> dict[str, object]:
+    """(b) The seed's transform as a plain pandas project writes it; runs in a child process."""
     import pandas as pd
 
-    pd.DataFrame(facts).astype(str).to_parquet(directory.parent / "baseline.parquet")
-    elapsed = time.perf_counter() - started
-    return {"orders": len(rows["sales_order"]), "seconds": elapsed}
+    from ons_pipeline.sales.schema import CURRENCY_NAMES
+
+    started = time.perf_counter()
+    raw: dict[str, pd.DataFrame] = {}
+    for table_dir in sorted(directory.iterdir()):
+        parts = [pd.read_json(path, lines=True) for path in sorted(table_dir.glob("*.jsonl"))]
+        raw[table_dir.name] = pd.concat(parts, ignore_index=True).drop_duplicates()
+
+    def latest(table: str) -> pd.DataFrame:
+        frame = raw[table].copy()
+        frame["last_updated"] = pd.to_datetime(frame["last_updated"], format="ISO8601")
+        return frame.sort_values("last_updated").drop_duplicates(f"{table}_id", keep="last")
+
+    department = latest("department")
+    staff = latest("staff").merge(
+        department[["department_id", "department_name", "location"]], on="department_id"
+    )
+    dim_staff = staff[
+        ["staff_id", "first_name", "last_name", "department_name", "location", "email_address"]
+    ]
+    address = latest("address")
+    location_columns = ["address_line_1", "address_line_2", "district", "city", "postal_code"]
+    dim_location = address.rename(columns={"address_id": "location_id"})[
+        ["location_id", *location_columns, "country", "phone"]
+    ]
+    currency = latest("currency")
+    dim_currency = currency[["currency_id", "currency_code"]].assign(
+        currency_name=currency["currency_code"].map(CURRENCY_NAMES)
+    )
+    dim_design = latest("design")[["design_id", "design_name", "file_location", "file_name"]]
+    legal = address.rename(columns=lambda c: f"counterparty_legal_{c}")
+    counterparty = latest("counterparty").merge(
+        legal, left_on="legal_address_id", right_on="counterparty_legal_address_id"
+    )
+    dim_counterparty = counterparty[
+        ["counterparty_id", "counterparty_legal_name"]
+        + [f"counterparty_legal_{c}" for c in [*location_columns, "country"]]
+        + ["counterparty_legal_phone"]
+    ].rename(columns={"counterparty_legal_phone": "counterparty_legal_phone_number"})
+
+    orders = raw["sales_order"]
+    created = pd.to_datetime(orders["created_at"], format="ISO8601")
+    updated = pd.to_datetime(orders["last_updated"], format="ISO8601")
+    fact = pd.DataFrame(
+        {
+            "sales_order_id": orders["sales_order_id"],
+            "created_date": created.dt.date,
+            "created_time": created.dt.time,
+            "last_updated_date": updated.dt.date,
+            "last_updated_time": updated.dt.time,
+            "sales_staff_id": orders["staff_id"],
+            "counterparty_id": orders["counterparty_id"],
+            "units_sold": orders["units_sold"],
+            "unit_price": orders["unit_price"],
+            "currency_id": orders["currency_id"],
+            "design_id": orders["design_id"],
+            "agreed_payment_date": pd.to_datetime(orders["agreed_payment_date"]).dt.date,
+            "agreed_delivery_date": pd.to_datetime(orders["agreed_delivery_date"]).dt.date,
+            "agreed_delivery_location_id": orders["agreed_delivery_location_id"],
+        }
+    )
+    for column, dim, key in (
+        ("sales_staff_id", dim_staff, "staff_id"),
+        ("counterparty_id", dim_counterparty, "counterparty_id"),
+        ("currency_id", dim_currency, "currency_id"),
+        ("design_id", dim_design, "design_id"),
+        ("agreed_delivery_location_id", dim_location, "location_id"),
+    ):
+        fact = fact.merge(dim[[key]], left_on=column, right_on=key, how="inner")
+        if key != column:
+            fact = fact.drop(columns=[key])
+    fact.insert(0, "sales_record_id", range(1, len(fact) + 1))
+    days = pd.to_datetime(
+        pd.concat(
+            [
+                fact[c]
+                for c in (
+                    "created_date",
+                    "last_updated_date",
+                    "agreed_payment_date",
+                    "agreed_delivery_date",
+                )
+            ]
+        ).unique()
+    )
+    dim_date = pd.DataFrame(
+        {
+            "date_id": days.date,
+            "year": days.year,
+            "month": days.month,
+            "day": days.day,
+            "day_of_week": days.dayofweek,
+            "day_name": days.day_name(),
+            "month_name": days.month_name(),
+            "quarter": days.quarter,
+        }
+    )
+    written = 0
+    for frame in (
+        fact,
+        dim_date,
+        dim_staff,
+        dim_location,
+        dim_currency,
+        dim_design,
+        dim_counterparty,
+    ):
+        sink = io.BytesIO()
+        frame.to_parquet(sink, index=False)
+        written += len(sink.getvalue())
+    return {
+        "fact_rows": len(fact),
+        "total_s": time.perf_counter() - started,
+        "parquet_bytes": written,
+        "peak_rss_gb": _peak_rss_gb(),
+    }
+
+
+def prepare_state(directory: Path, state: Path) -> int:
+    """The stored state after every packet under `directory`: raw histories and snapshots.
+
+    Returns the next sales_order packet id. Runs in a child process (4 M versions take
+    several GB with today's code).
+    """
+    from ons_pipeline.sales.outputs import to_parquet_bytes
+    from ons_pipeline.sales.packets import empty_rows, history_schema, merge_history, parse_packet
+    from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
+    from ons_pipeline.sales.transform import SOURCE_TABLES, build_star_schema
+
+    schemas = {**STAR_SCHEMAS, "quarantine": QUARANTINE_SCHEMA}
+    raw = {}
+    (state / "raw").mkdir(parents=True)
+    (state / "star").mkdir()
+    for table in SOURCE_TABLES:
+        packets = [
+            parse_packet(table, packet_id, path.read_bytes())
+            for packet_id, path in _packet_files(directory, table)
+        ]
+        raw[table] = merge_history(empty_rows(table), packets, table)
+        (state / "raw" / f"{table}.parquet").write_bytes(
+            to_parquet_bytes(raw[table], history_schema(table))
+        )
+    result = build_star_schema(raw)
+    for name, frame in {**result.tables, "quarantine": result.quarantine}.items():
+        (state / "star" / f"{name}.parquet").write_bytes(to_parquet_bytes(frame, schemas[name]))
+    return len(_packet_files(directory, "sales_order")) + 1
+
+
+def new_packet(directory: Path, rows: int) -> bytes:
+    """`rows` later versions of distinct orders from the last sales_order packet, as JSONL."""
+    last = _packet_files(directory, "sales_order")[-1][1]
+    picked: dict[int, dict[str, Any]] = {}
+    with last.open("rb") as lines:
+        for line in lines:
+            record = json.loads(line)
+            picked.setdefault(record["sales_order_id"], record)
+            if len(picked) == rows:
+                break
+    out = []
+    for offset, record in enumerate(picked.values()):
+        record["last_updated"] = f"2031-01-01T00:{offset // 60 % 60:02d}:{offset % 60:02d}.000000"
+        record["units_sold"] += 1
+        out.append(json.dumps(record))
+    return ("\n".join(out) + "\n").encode()
+
+
+def run_incremental(state: Path, packet_id: int, body: bytes) -> dict[str, object]:
+    """(c) One run of the sales assets' data path for one new packet, as the code stands.
+
+    The raw step loads every table's history, merges the packet and rewrites the changed
+    history; the star step loads every history again, rebuilds all seven tables, and diffs
+    each against its stored snapshot. Object-store I/O is local files here.
+    """
+    from ons_pipeline.sales.outputs import changed_rows, from_parquet_bytes, to_parquet_bytes
+    from ons_pipeline.sales.packets import history_schema, merge_history, parse_packet
+    from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
+    from ons_pipeline.sales.transform import SOURCE_TABLES, build_star_schema
+
+    schemas = {**STAR_SCHEMAS, "quarantine": QUARANTINE_SCHEMA}
+    started = time.perf_counter()
+    packet = parse_packet("sales_order", packet_id, body)
+    for table in SOURCE_TABLES:  # the raw step
+        history = from_parquet_bytes((state / "raw" / f"{table}.parquet").read_bytes())
+        if table == "sales_order":
+            merged = merge_history(history, [packet], table)
+            (state / "raw" / f"{table}.parquet").write_bytes(
+                to_parquet_bytes(merged, history_schema(table))
+            )
+        del history
+    raw = {
+        table: from_parquet_bytes((state / "raw" / f"{table}.parquet").read_bytes())
+        for table in SOURCE_TABLES
+    }
+    result = build_star_schema(raw)
+    changed = {}
+    for name, frame in {**result.tables, "quarantine": result.quarantine}.items():
+        snapshot = to_parquet_bytes(frame, schemas[name])
+        previous = from_parquet_bytes((state / "star" / f"{name}.parquet").read_bytes())
+        delta = changed_rows(from_parquet_bytes(snapshot), previous)
+        to_parquet_bytes(delta, schemas[name])
+        changed[name] = len(delta)
+    return {
+        "total_s": time.perf_counter() - started,
+        "peak_rss_gb": _peak_rss_gb(),
+        "changed_rows": changed,
+    }
+
+
+def _child(*args: str) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def first_load(orders: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "packets"
+        t0 = time.perf_counter()
+        per_table = generate(directory, orders)
+        print(f"generated {sum(per_table.values()):,} lines in {time.perf_counter() - t0:.1f} s")
+        figures = _child("--child-pipeline", str(directory))
+        baseline = _child("--child-pandas", str(directory))
+
+    total = figures["total_s"]
+    print(f"(a) first load of {orders:,} sales-order versions")
+    print(f"  lines read (all tables):   {figures['lines']:,}")
+    print(f"  fact rows written:         {figures['fact_rows']:,}")
+    for label, key in (
+        ("JSON decode", "decode_s"),
+        ("history merge", "merge_s"),
+        ("star transform", "transform_s"),
+        ("Parquet (history + star)", "parquet_s"),
+    ):
+        share = figures[key] / total
+        print(f"  {label + ':':<27}{figures[key]:.2f} s  ({share:.0%})")
+    print(f"  total:                     {total:.2f} s  (floor < {FLOOR_SECONDS} s)")
+    rss = figures["peak_rss_gb"]
+    print(f"  peak RSS:                  {rss:.2f} GB  (floor < {FLOOR_RSS_GB} GB)")
+    within = total < FLOOR_SECONDS and figures["peak_rss_gb"] < FLOOR_RSS_GB
+    print(f"  within floor:              {'yes' if within else 'NO'}")
+    print("(b) plain pandas (read_json(lines=True), merges per dimension), same packets")
+    print(f"  fact rows:                 {baseline['fact_rows']:,}")
+    print(f"  total:                     {baseline['total_s']:.2f} s")
+    print(f"  peak RSS:                  {baseline['peak_rss_gb']:.2f} GB")
+    print(f"  pipeline speed-up:         {baseline['total_s'] / total:.1f}x")
+
+
+def incremental(histories: list[int]) -> None:
+    runs = []
+    for orders in histories:
+        with tempfile.TemporaryDirectory() as tmp:
+            directory, state = Path(tmp) / "packets", Path(tmp) / "state"
+            t0 = time.perf_counter()
+            generate(directory, orders)
+            packet_id = _child("--child-prepare", str(directory), str(state))["packet_id"]
+            packet = Path(tmp) / "new.jsonl"
+            packet.write_bytes(new_packet(directory, NEW_PACKET_ROWS))
+            prepared = time.perf_counter() - t0
+            figures = _child("--child-run", str(state), str(packet_id), str(packet))
+        runs.append((orders, figures))
+        print(
+            f"(c) {NEW_PACKET_ROWS:,}-row packet on {orders:,} versions: "
+            f"{figures['total_s']:.2f} s, peak {figures['peak_rss_gb']:.2f} GB "
+            f"(history prepared in {prepared:.0f} s; changed rows "
+            f"{figures['changed_rows']['fact_sales_order']:,} fact)"
+        )
+    if len(runs) >= 2:
+        (small, a), (large, b) = runs[0], runs[-1]
+        time_ratio = b["total_s"] / a["total_s"]
+        rss_ratio = b["peak_rss_gb"] / a["peak_rss_gb"]
+        print(
+            f"    {large:,} over {small:,}: time {time_ratio:.2f}x, memory {rss_ratio:.2f}x "
+            f"(floor <= {FLOOR_GROWTH}x both): "
+            f"{'yes' if max(time_ratio, rss_ratio) <= FLOOR_GROWTH else 'NO'}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--baseline-orders", type=int, default=100_000)
-    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--histories", type=int, nargs="+", default=[1_000_000, 4_000_000])
+    parser.add_argument("--skip-first-load", action="store_true")
+    parser.add_argument("--skip-incremental", action="store_true")
+    parser.add_argument("--child-pipeline", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-pandas", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-prepare", type=Path, nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--child-run", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        print(json.dumps(run_pipeline(args.child)))
-        return
-
-    with tempfile.TemporaryDirectory() as tmp:
-        directory = Path(tmp) / "packets"
-        t0 = time.perf_counter()
-        per_table = generate(directory, args.orders)
-        print(f"generated {sum(per_table.values()):,} lines in {time.perf_counter() - t0:.1f} s")
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", str(directory)],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        figures = json.loads(child.stdout.strip().splitlines()[-1])
-        baseline = run_baseline(directory, args.baseline_orders)
-
-    rate = figures["lines"] / figures["total_s"]
-    baseline_rate = baseline["orders"] / baseline["seconds"]
-    print(f"sales-order versions:      {args.orders:,}")
-    print(f"lines read (all tables):   {figures['lines']:,}")
-    print(f"fact rows written:         {figures['fact_rows']:,}")
-    print(f"rows quarantined:          {figures['quarantined']:,}")
-    print(f"parse + history:           {figures['parse_s']:.2f} s")
-    print(f"star schema transform:     {figures['transform_s']:.2f} s")
-    print(
-        f"parquet (8 tables):        {figures['parquet_s']:.2f} s "
-        f"({figures['parquet_bytes'] / 1e6:.1f} MB)"
-    )
-    print(f"total:                     {figures['total_s']:.2f} s  (floor {FLOOR_SECONDS:.0f} s)")
-    print(f"rows/s:                    {rate:,.0f}")
-    print(
-        f"peak RSS:                  {figures['peak_rss_gb']:.2f} GB  (floor {FLOOR_RSS_GB:.0f} GB)"
-    )
-    print(
-        f"baseline (row by row):     {baseline_rate:,.0f} rows/s on {baseline['orders']:,} orders"
-    )
-    print(f"speed-up vs baseline:      {rate / baseline_rate:.1f}x")
-    within = figures["total_s"] < FLOOR_SECONDS and figures["peak_rss_gb"] < FLOOR_RSS_GB
-    print(f"within floor:              {'yes' if within else 'NO'}")
+    if args.child_pipeline:
+        print(json.dumps(run_pipeline(args.child_pipeline)))
+    elif args.child_pandas:
+        print(json.dumps(run_pandas_baseline(args.child_pandas)))
+    elif args.child_prepare:
+        print(json.dumps({"packet_id": prepare_state(*args.child_prepare)}))
+    elif args.child_run:
+        state, packet_id, packet = args.child_run
+        body = Path(packet).read_bytes()
+        print(json.dumps(run_incremental(Path(state), int(packet_id), body)))
+    else:
+        if not args.skip_first_load:
+            first_load(args.orders)
+        if not args.skip_incremental:
+            incremental(args.histories)
 
 
 if __name__ == "__main__":

@@ -155,12 +155,20 @@ def apply_fixes() -> None:
     )
 
 
+def _host_name(host: str) -> str:
+    """The name part of a `Host` header (`127.0.0.1:5055` -> `127.0.0.1`, `[::1]:80` -> `[::1]`).
+
+    DNS rebinding is about the name a page used; the port may differ behind a local proxy.
+    """
+    name, _, port = host.lower().rpartition(":")
+    return name if name and port.isdigit() and not host.endswith("]") else host.lower()
+
+
 class LocalOnly:
     """WSGI middleware: refuse browsers (``Origin``) and foreign ``Host`` names with 403."""
 
-    def __init__(self, app: Callable[..., Iterable[bytes]], port: int) -> None:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
         self.app = app
-        self.hosts = {f"{name}:{port}" for name in _LOOPBACK_NAMES}
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -168,7 +176,7 @@ class LocalOnly:
         reason = None
         if environ.get("HTTP_ORIGIN") is not None:
             reason = "cross-origin requests are refused by the local AWS endpoint"
-        elif environ.get("HTTP_HOST", "").lower() not in self.hosts:
+        elif _host_name(environ.get("HTTP_HOST", "")) not in _LOOPBACK_NAMES:
             reason = "the local AWS endpoint answers only on its loopback address"
         if reason is None:
             return self.app(environ, start_response)
@@ -192,9 +200,7 @@ def main(argv: list[str]) -> None:
 
     # No blanket Access-Control-Allow-Origin on every answer (moto.settings read it at import).
     werkzeug_app.DISABLE_GLOBAL_CORS = True
-    app = LocalOnly(
-        werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app), args.port
-    )
+    app = LocalOnly(werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app))
     run_simple(
         args.host, args.port, app, threaded=True, request_handler=werkzeug_app.MotoRequestHandler
     )

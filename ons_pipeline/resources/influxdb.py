@@ -18,6 +18,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+import weakref
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -230,8 +231,8 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             failure_threshold=self.breaker_failures,
             cooldown_seconds=self.breaker_cooldown_seconds,
         )
-        if self.url not in _PUBLISHED:
-            _PUBLISHED.add(self.url)
+        if breaker not in _PUBLISHED:
+            _PUBLISHED.add(breaker)
             metrics = CloudWatchMetricsResource(
                 region_name=self.region_name,
                 endpoint_url=self.endpoint_url,
@@ -474,7 +475,9 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
 
 
 METRICS_NAMESPACE = "ONS/InfluxDB"
-_PUBLISHED: set[str] = set()  # breakers whose transitions already go to CloudWatch
+# Breakers whose transitions already go to CloudWatch: by object, so a breaker made anew for
+# the same URL (after `reset_breakers`) publishes too.
+_PUBLISHED: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 
 
 def is_near_host(host: str) -> bool:

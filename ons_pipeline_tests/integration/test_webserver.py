@@ -258,7 +258,12 @@ def test_the_ui_explains_each_asset(webserver: str) -> None:
     import re
 
     nodes = graphql(webserver, UI_ASSETS_QUERY)["assetNodes"]
-    assert {node["groupName"] for node in nodes} == {"sales", "energy", "visits"}
+    assert {node["groupName"] for node in nodes} == {
+        "sales",
+        "energy",
+        "energy_migration",
+        "visits",
+    }
     fresh = {}
     for node in nodes:
         name = "/".join(node["assetKey"]["path"])

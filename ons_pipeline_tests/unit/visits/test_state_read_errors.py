@@ -96,7 +96,10 @@ def test_a_failed_state_read_fails_the_run_and_writes_nothing(
 
 
 def notification(key: str, etag: str) -> str:
-    record = {"eventName": "ObjectCreated:Put", "s3": {"object": {"key": key, "eTag": etag}}}
+    record = {
+        "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": SOURCE}, "object": {"key": key, "eTag": etag}},
+    }
     return json.dumps({"Records": [record]})
 
 
@@ -120,11 +123,13 @@ def test_a_failed_event_read_keeps_its_announcement(aws: tuple[Any, Any], code: 
 
     undo()
     assert state_objects(s3) == before
-    # Not deleted: in flight until its visibility timeout, then the next run takes it.
+    # Not deleted, and handed back at once: a retry sees it without waiting out the timeout.
     attributes = sqs.get_queue_attributes(
-        QueueUrl=queue, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        QueueUrl=queue,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
-    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
 
 
 @pytest.mark.parametrize("first_run", [True, False])

@@ -254,18 +254,31 @@ def test_lambda_image_points_at_the_handler() -> None:
     assert callable(getattr(importlib.import_module(module), attr))
 
 
+def _arrival_queue(terraform: dict[str, Any], name: str) -> dict[str, Any]:
+    """One queue of `local.arrival_queues`, checked to be wired to its bucket and prefix."""
+    queue = terraform["locals"]["arrival_queues"][name]
+    notification = terraform["resource"][("aws_s3_bucket_notification", "arrivals")]
+    assert notification["for_each"] == "${local.arrival_queues}"
+    assert "aws_s3_bucket.this[each.value.bucket]" in notification["bucket"]
+    (target,) = notification["queue"]
+    assert "aws_sqs_queue.arrivals[each.key].arn" in target["queue_arn"]
+    assert target["filter_prefix"] == "${each.value.prefix}"
+    policy = terraform["data"][("aws_iam_policy_document", "arrivals")]
+    (statement,) = policy["statement"]
+    assert statement["actions"] == ["sqs:SendMessage"]
+    assert "aws_s3_bucket.this[each.value.bucket].arn" in str(statement["condition"])
+    return queue
+
+
 def test_visit_event_notifications_reach_the_queue_the_code_reads(
     terraform: dict[str, Any],
 ) -> None:
-    queue = terraform["resource"][("aws_sqs_queue", "visit_events_created")]
+    queue = _arrival_queue(terraform, "visits")
     assert queue["name"] == defaults.EVENTS_QUEUE_NAME
     assert queue["visibility_timeout_seconds"] >= defaults.LAMBDA_TIMEOUT_SECONDS
-    notification = terraform["resource"][("aws_s3_bucket_notification", "visit_events")]
-    (target,) = notification["queue"]
-    assert "aws_sqs_queue.visit_events_created.arn" in target["queue_arn"]
-    assert target["filter_prefix"] == defaults.EVENTS_PREFIX
-    assert 'aws_s3_bucket.this["events"]' in notification["bucket"]
-    assert any("aws_sqs_queue.visit_events_created.url" in s for s in terraform["strings"])
+    assert queue["prefix"] == defaults.EVENTS_PREFIX
+    assert queue["bucket"] == "events"
+    assert any('aws_sqs_queue.arrivals["visits"].url' in s for s in terraform["strings"])
 
 
 def test_run_worker_may_make_exactly_the_queue_calls_the_checkpoint_makes(
@@ -321,13 +334,10 @@ def test_energy_objects_are_announced_on_the_queue_the_sensor_reads(
     from ons_pipeline.energy.sensors import receive_announcements
     from ons_pipeline.visits.storage import delete_notifications
 
-    queue = terraform["resource"][("aws_sqs_queue", "energy_objects_created")]
+    queue = _arrival_queue(terraform, "energy")
     assert queue["name"] == defaults.ENERGY_QUEUE_NAME
-    notification = terraform["resource"][("aws_s3_bucket_notification", "processed_energy")]
-    (target,) = notification["queue"]
-    assert "aws_sqs_queue.energy_objects_created.arn" in target["queue_arn"]
-    assert target["filter_prefix"] == defaults.ENERGY_PREFIX
-    assert 'aws_s3_bucket.this["processed"]' in notification["bucket"]
+    assert queue["prefix"] == defaults.ENERGY_PREFIX
+    assert queue["bucket"] == "processed"
     assert "energy_queue_url" in terraform["output"]
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")

@@ -25,9 +25,24 @@ locals {
   ssm_arn   = "arn:${local.partition}:ssm:${var.region}:${local.account}:parameter${var.ssm_prefix}/*"
 }
 
+# Metrics in the project's namespaces only: shared by the run worker and the query API.
+data "aws_iam_policy_document" "project_metrics" {
+  statement {
+    sid       = "Metrics"
+    actions   = ["cloudwatch:PutMetricData"]
+    resources = ["*"] # PutMetricData has no resources; limited to the project's namespaces
+    condition {
+      test     = "StringLike"
+      variable = "cloudwatch:namespace"
+      values   = ["ONS/*"]
+    }
+  }
+}
+
 # Only what the run worker uses: its log group, the five buckets, the prefix's parameters, the
 # alert topic, the energy tables, the two secrets and the metric namespaces.
 data "aws_iam_policy_document" "run_worker" {
+  source_policy_documents = [data.aws_iam_policy_document.project_metrics.json]
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -66,7 +81,7 @@ data "aws_iam_policy_document" "run_worker" {
   statement {
     sid       = "VisitEventNotifications"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"]
-    resources = [aws_sqs_queue.visit_events_created.arn]
+    resources = [aws_sqs_queue.arrivals["visits"].arn]
   }
   statement {
     sid       = "Alerts"
@@ -109,16 +124,6 @@ data "aws_iam_policy_document" "run_worker" {
       var.dagster_pg_password_secret_arn,
     ]
   }
-  statement {
-    sid       = "Metrics"
-    actions   = ["cloudwatch:PutMetricData"]
-    resources = ["*"] # PutMetricData has no resources; limited to the project's namespaces
-    condition {
-      test     = "StringLike"
-      variable = "cloudwatch:namespace"
-      values   = ["ONS/*"]
-    }
-  }
 }
 
 resource "aws_iam_role_policy" "run_worker" {
@@ -143,7 +148,7 @@ data "aws_iam_policy_document" "launcher" {
   statement {
     sid       = "EnergyObjectNotifications"
     actions   = ["sqs:ReceiveMessage", "sqs:DeleteMessage"]
-    resources = [aws_sqs_queue.energy_objects_created.arn]
+    resources = [aws_sqs_queue.arrivals["energy"].arn]
   }
   statement {
     sid       = "ListProcessedEnergy"

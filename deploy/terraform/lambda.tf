@@ -31,7 +31,7 @@ resource "aws_lambda_function" "run_worker" {
       ONS_INGESTION_BUCKET        = aws_s3_bucket.this["ingestion"].bucket
       ONS_PROCESSED_BUCKET        = aws_s3_bucket.this["processed"].bucket
       ONS_EVENTS_BUCKET           = aws_s3_bucket.this["events"].bucket
-      ONS_EVENTS_QUEUE_URL        = aws_sqs_queue.visit_events_created.url
+      ONS_EVENTS_QUEUE_URL        = aws_sqs_queue.arrivals["visits"].url
       ONS_CHECKPOINT_BUCKET       = aws_s3_bucket.this["checkpoints"].bucket
       ONS_LAUNCHER_PAYLOAD_BUCKET = aws_s3_bucket.this["launcher_payload"].bucket
       ONS_COMPUTE_LOG_BUCKET      = aws_s3_bucket.this["processed"].bucket

@@ -25,5 +25,5 @@ output "influxdb_endpoint" {
 
 output "energy_queue_url" {
   description = "ONS_ENERGY_QUEUE_URL for the daemon: new processed energy objects."
-  value       = aws_sqs_queue.energy_objects_created.url
+  value       = aws_sqs_queue.arrivals["energy"].url
 }

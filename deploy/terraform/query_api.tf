@@ -25,6 +25,8 @@ resource "aws_iam_role_policy_attachment" "query_api_vpc" {
 }
 
 data "aws_iam_policy_document" "query_api" {
+  # Its circuit breaker's state goes to the ONS/ metric namespaces.
+  source_policy_documents = [data.aws_iam_policy_document.project_metrics.json]
   statement {
     sid       = "Logs"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
@@ -44,16 +46,6 @@ data "aws_iam_policy_document" "query_api" {
     sid       = "InfluxToken"
     actions   = ["secretsmanager:GetSecretValue"]
     resources = [aws_secretsmanager_secret.influxdb_token.arn]
-  }
-  statement {
-    sid       = "BreakerMetric"
-    actions   = ["cloudwatch:PutMetricData"]
-    resources = ["*"] # PutMetricData has no resources; limited to the project's namespaces
-    condition {
-      test     = "StringLike"
-      variable = "cloudwatch:namespace"
-      values   = ["ONS/*"]
-    }
   }
 }
 

@@ -1,17 +1,39 @@
-# New visit-event files are announced on a queue, so incremental checkpoint runs read only
-# what is new instead of listing the whole prefix (the hourly run still lists, as a net).
-resource "aws_sqs_queue" "visit_events_created" {
-  name                       = "ons-visit-events-created"
+# New objects are announced on a queue per arrival prefix, so the visits checkpoint and the
+# energy sensor read only what is new (in any key order) instead of listing the whole prefix;
+# their hourly listing is the net for a lost message.
+locals {
+  arrival_queues = {
+    visits = {
+      name   = "ons-visit-events-created"
+      bucket = "events"
+      prefix = "logs/"
+      # A run deletes its messages only after it has committed: a Lambda's maximum runtime.
+      visibility_timeout_seconds = 900
+    }
+    energy = {
+      name   = "ons-energy-objects-created"
+      bucket = "processed"
+      prefix = "dataset="
+      # The sensor deletes a message once its partition exists.
+      visibility_timeout_seconds = 300
+    }
+  }
+}
+
+resource "aws_sqs_queue" "arrivals" {
+  for_each                   = local.arrival_queues
+  name                       = each.value.name
   message_retention_seconds  = 1209600 # 14 days: the longest SQS keeps a message
-  visibility_timeout_seconds = 900     # a run deletes messages only after it has committed
+  visibility_timeout_seconds = each.value.visibility_timeout_seconds
   sqs_managed_sse_enabled    = true
 }
 
-data "aws_iam_policy_document" "visit_events_created" {
+data "aws_iam_policy_document" "arrivals" {
+  for_each = local.arrival_queues
   statement {
     sid       = "S3ObjectCreated"
     actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.visit_events_created.arn]
+    resources = [aws_sqs_queue.arrivals[each.key].arn]
     principals {
       type        = "Service"
       identifiers = ["s3.amazonaws.com"]
@@ -19,63 +41,25 @@ data "aws_iam_policy_document" "visit_events_created" {
     condition {
       test     = "ArnEquals"
       variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.this["events"].arn]
+      values   = [aws_s3_bucket.this[each.value.bucket].arn]
     }
   }
 }
 
-resource "aws_sqs_queue_policy" "visit_events_created" {
-  queue_url = aws_sqs_queue.visit_events_created.id
-  policy    = data.aws_iam_policy_document.visit_events_created.json
+resource "aws_sqs_queue_policy" "arrivals" {
+  for_each  = local.arrival_queues
+  queue_url = aws_sqs_queue.arrivals[each.key].id
+  policy    = data.aws_iam_policy_document.arrivals[each.key].json
 }
 
-resource "aws_s3_bucket_notification" "visit_events" {
-  bucket = aws_s3_bucket.this["events"].id
+# One notification configuration per bucket (S3 allows one); the two queues watch two buckets.
+resource "aws_s3_bucket_notification" "arrivals" {
+  for_each = local.arrival_queues
+  bucket   = aws_s3_bucket.this[each.value.bucket].id
   queue {
-    queue_arn     = aws_sqs_queue.visit_events_created.arn
+    queue_arn     = aws_sqs_queue.arrivals[each.key].arn
     events        = ["s3:ObjectCreated:*"]
-    filter_prefix = "logs/"
+    filter_prefix = each.value.prefix
   }
-  depends_on = [aws_sqs_queue_policy.visit_events_created]
-}
-
-# New processed energy objects (`dataset=` prefixes) are announced on a queue, so the energy
-# sensor finds late and out-of-order keys in O(new); its hourly listing is the net.
-resource "aws_sqs_queue" "energy_objects_created" {
-  name                       = "ons-energy-objects-created"
-  message_retention_seconds  = 1209600 # 14 days: the longest SQS keeps a message
-  visibility_timeout_seconds = 300     # the sensor deletes a message once its partition exists
-  sqs_managed_sse_enabled    = true
-}
-
-data "aws_iam_policy_document" "energy_objects_created" {
-  statement {
-    sid       = "S3ObjectCreated"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.energy_objects_created.arn]
-    principals {
-      type        = "Service"
-      identifiers = ["s3.amazonaws.com"]
-    }
-    condition {
-      test     = "ArnEquals"
-      variable = "aws:SourceArn"
-      values   = [aws_s3_bucket.this["processed"].arn]
-    }
-  }
-}
-
-resource "aws_sqs_queue_policy" "energy_objects_created" {
-  queue_url = aws_sqs_queue.energy_objects_created.id
-  policy    = data.aws_iam_policy_document.energy_objects_created.json
-}
-
-resource "aws_s3_bucket_notification" "processed_energy" {
-  bucket = aws_s3_bucket.this["processed"].id
-  queue {
-    queue_arn     = aws_sqs_queue.energy_objects_created.arn
-    events        = ["s3:ObjectCreated:*"]
-    filter_prefix = "dataset="
-  }
-  depends_on = [aws_sqs_queue_policy.energy_objects_created]
+  depends_on = [aws_sqs_queue_policy.arrivals]
 }

@@ -12,7 +12,6 @@ import base64
 import gzip
 import ipaddress
 import json
-import random
 import time
 import urllib.error
 import urllib.parse
@@ -35,10 +34,19 @@ from ons_pipeline.energy.query.breaker import (
     CircuitOpenError,
     shared_breaker,
 )
-from ons_pipeline.resources.aws import CloudWatchMetricsResource, Metric, build_client
+from ons_pipeline.resources import defaults, settings
+from ons_pipeline.resources.aws import (
+    CachedClientMixin,
+    CloudWatchMetricsResource,
+    Metric,
+    sharing_session,
+)
+from ons_pipeline.resources.retry import RetryableFault, call_with_retries
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from types_boto3_secretsmanager import SecretsManagerClient
 
 # Seed 003: energy series are kept seven years.
 RETENTION_SECONDS = 7 * 365 * 24 * 3600
@@ -82,11 +90,15 @@ class WriteOutcome:
         self.rejected.update(other.rejected)
 
 
-class InfluxDBResource(ResourceWithBoto3Configuration):
-    """InfluxDB v2 API (Timestream for InfluxDB in production, the local stack's gateway)."""
+class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
+    """InfluxDB v2 API (Timestream for InfluxDB in production, the local stack's gateway).
+
+    `_client` is InfluxDB's own client; the AWS one (Secrets Manager, for the token by name)
+    is an `extra_client`.
+    """
 
     url: str = Field(description="InfluxDB v2 API URL (INFLUXDB_URL).")
-    org: str = Field(default="ons-energy", description="Organisation (INFLUXDB_ORG).")
+    org: str = Field(default=settings.default("INFLUXDB_ORG"), description="INFLUXDB_ORG.")
     token: str | None = Field(
         default=None, description="API token (INFLUXDB_TOKEN); set this or token_secret_name."
     )
@@ -109,18 +121,24 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         default=None,
         description="One bucket for every dataset (INFLUXDB_BUCKET); default one per dataset.",
     )
-    max_batch_size: int = Field(default=5000, description="Lines per write (MAX_BATCH_SIZE).")
-    max_retries: int = Field(default=3, description="Retries of a retryable write (MAX_RETRIES).")
+    max_batch_size: int = Field(
+        default=settings.default("MAX_BATCH_SIZE"), description="Lines per write (MAX_BATCH_SIZE)."
+    )
+    max_retries: int = Field(
+        default=settings.default("MAX_RETRIES"),
+        description="Retries of a retryable write (MAX_RETRIES).",
+    )
     enable_validation: bool = Field(
-        default=True, description="Apply the tag rules before writing (ENABLE_VALIDATION)."
+        default=settings.default("ENABLE_VALIDATION"),
+        description="Apply the tag rules before writing (ENABLE_VALIDATION).",
     )
     drop_invalid_records: bool = Field(
-        default=True,
+        default=settings.default("DROP_INVALID_RECORDS"),
         description="Quarantine invalid rows and write the rest; false fails the file "
         "(DROP_INVALID_RECORDS).",
     )
     write_concurrency: int = Field(
-        default=4,
+        default=settings.default("INFLUXDB_WRITE_CONCURRENCY"),
         description="Writers posting batches at once (INFLUXDB_WRITE_CONCURRENCY).",
     )
     write_queue: int = Field(
@@ -129,7 +147,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         "stays flat); 0 builds the next batches only once every write has returned.",
     )
     gzip_level: str = Field(
-        default="auto",
+        default=settings.default("INFLUXDB_GZIP_LEVEL"),
         description="Write-body compression (INFLUXDB_GZIP_LEVEL): `auto`, or 0 (off) to 9. "
         "`auto` sends plain bodies to loopback and private-address hosts, where gzip costs "
         "more CPU than the bytes it saves (benchmarks/energy_load.py), and level 1 to any "
@@ -152,7 +170,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             if self.token:
                 self._token = self.token
             elif self.token_secret_name:
-                secrets = build_client(self, "secretsmanager")
+                secrets: SecretsManagerClient = self.extra_client("secretsmanager")
                 self._token = secrets.get_secret_value(SecretId=self.token_secret_name)[
                     "SecretString"
                 ]
@@ -233,16 +251,10 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         )
         if breaker not in _PUBLISHED:
             _PUBLISHED.add(breaker)
-            metrics = CloudWatchMetricsResource(
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
-            )
+            metrics = sharing_session(CloudWatchMetricsResource, self)
             breaker.add_listener(
                 lambda name, _old, new, _reason: metrics.put(
-                    METRICS_NAMESPACE,
+                    defaults.METRICS_NAMESPACE_INFLUXDB,
                     [Metric("CircuitState", STATE_VALUES[new], "None", {"Circuit": name})],
                 )
             )
@@ -376,10 +388,10 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         self, write_api: Any, bucket: str, body: bytes, outcome: WriteOutcome, level: int
     ) -> tuple[int | None, str]:
         """(None, "") on success, else (status, message) for a non-retryable answer."""
-        attempt = 0
         encoding = {"content_encoding": "gzip"} if level else {}
         payload = gzip.compress(body, compresslevel=level) if level else body
-        while True:
+
+        def attempt() -> tuple[int | None, str]:
             outcome.requests += 1
             try:
                 write_api.post_write(
@@ -390,23 +402,28 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
                     content_type="text/plain; charset=utf-8",
                     **encoding,
                 )
-                return None, ""
             except ApiException as error:
                 status = int(error.status or 0)
                 if status != 429 and status < 500:
                     return status, _error_message(error)
-                problem = f"{status} {_error_message(error)}"
+                raise RetryableFault(f"{status} {_error_message(error)}") from error
             except (Urllib3Error, OSError) as error:
-                problem = f"connection error: {error}"
-            if attempt >= self.max_retries:
-                raise InfluxDBUnavailableError(
-                    f"InfluxDB unavailable: write to {bucket} failed after "
-                    f"{attempt + 1} attempts: {problem}"
-                )
-            delay = self.backoff_seconds * (2**attempt)
-            time.sleep(delay + random.uniform(0, delay / 2))  # nosec B311  # backoff jitter, not a secret
-            attempt += 1
+                raise RetryableFault(f"connection error: {error}") from error
+            return None, ""
+
+        def retried() -> None:
             outcome.retries += 1
+
+        return call_with_retries(
+            attempt,
+            max_retries=self.max_retries,
+            backoff_seconds=self.backoff_seconds,
+            jitter=0.5,
+            on_retry=retried,
+            exhausted=lambda attempts, fault: InfluxDBUnavailableError(
+                f"InfluxDB unavailable: write to {bucket} failed after {attempts} attempts: {fault}"
+            ),
+        )
 
     def influxql(
         self, database: str, statement: str, params: dict[str, Any] | None = None
@@ -445,17 +462,15 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             except (urllib.error.URLError, OSError) as error:
                 raise InfluxDBUnavailableError(f"InfluxDB query failed: {error}") from error
 
-        def with_retries() -> dict[str, Any]:
-            for attempt in range(self.max_retries + 1):
-                try:
-                    return attempt_once()
-                except InfluxDBUnavailableError:
-                    if attempt >= self.max_retries:
-                        raise
-                time.sleep(self.backoff_seconds * (2**attempt))
-            raise AssertionError("unreachable")
-
-        payload = self.guarded(with_retries)
+        payload = self.guarded(
+            lambda: call_with_retries(
+                attempt_once,
+                max_retries=self.max_retries,
+                backoff_seconds=self.backoff_seconds,
+                jitter=0.0,
+                retry_on=(InfluxDBUnavailableError,),
+            )
+        )
         result = payload["results"][0]
         if "error" in result:
             raise InfluxQLError(f"InfluxQL error: {result['error']}")
@@ -474,7 +489,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             self._client = None
 
 
-METRICS_NAMESPACE = "ONS/InfluxDB"
+METRICS_NAMESPACE = defaults.METRICS_NAMESPACE_INFLUXDB
 # Breakers whose transitions already go to CloudWatch: by object, so a breaker made anew for
 # the same URL (after `reset_breakers`) publishes too.
 _PUBLISHED: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()

@@ -1,7 +1,7 @@
 """Write README's "Configuration" table from the settings table (`resources/settings.py`).
 
 Run after changing a setting: `python scripts/settings_table.py` (`--check` only compares).
-`ons_pipeline_tests/unit/test_settings.py` fails while the two differ.
+`ons_pipeline_tests/unit/resources/test_settings.py` fails while the two differ.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import warnings
 import weakref
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from influxdb_client import BucketRetentionRules, InfluxDBClient, WritePrecision, WriteService
@@ -46,7 +46,11 @@ from ons_pipeline.resources.retry import RetryableFault, call_with_retries
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from dagster import InitResourceContext
+    from influxdb_client.domain.health_check import HealthCheck
     from types_boto3_secretsmanager import SecretsManagerClient
+
+T = TypeVar("T")
 
 # Seed 003: energy series are kept seven years.
 RETENTION_SECONDS = 7 * 365 * 24 * 3600
@@ -210,7 +214,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
             raise ValueError(f"INFLUXDB_GZIP_LEVEL must be auto or 0-9, not {self.gzip_level!r}")
         return int(setting)
 
-    def write_service(self) -> Any:
+    def write_service(self) -> WriteService:
         """influxdb-client's `/api/v2/write` service (tests replace it)."""
         return WriteService(self.get_client().api_client)
 
@@ -222,7 +226,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
         """
         started = time.monotonic()
 
-        def check_health() -> Any:
+        def check_health() -> HealthCheck:
             try:
                 with warnings.catch_warnings():
                     # `health()` is deprecated for `ping()`, which does not report the status.
@@ -260,7 +264,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
             )
         return breaker
 
-    def guarded(self, fn: Callable[[], Any]) -> Any:
+    def guarded(self, fn: Callable[[], T]) -> T:
         """Run `fn` behind the breaker; only `InfluxDBUnavailableError` counts as a failure.
 
         Raises:
@@ -322,7 +326,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
 
     def _write_batches(
         self,
-        write_api: Any,
+        write_api: WriteService,
         bucket: str,
         batches: Iterable[tuple[int, int, bytes]],
         split: Callable[[int, int], bytes],
@@ -361,7 +365,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
 
     def _write_range(
         self,
-        write_api: Any,
+        write_api: WriteService,
         bucket: str,
         lines: tuple[int, int],
         body: bytes,
@@ -385,7 +389,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
         raise InfluxDBWriteError(f"InfluxDB refused the write to {bucket}: {status} {message}")
 
     def _post(
-        self, write_api: Any, bucket: str, body: bytes, outcome: WriteOutcome, level: int
+        self, write_api: WriteService, bucket: str, body: bytes, outcome: WriteOutcome, level: int
     ) -> tuple[int | None, str]:
         """(None, "") on success, else (status, message) for a non-retryable answer."""
         encoding = {"content_encoding": "gzip"} if level else {}
@@ -483,13 +487,12 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
             return "Basic " + base64.b64encode(credentials).decode()
         return f"Token {self.resolved_token()}"
 
-    def teardown_after_execution(self, context: Any) -> None:
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
 
-METRICS_NAMESPACE = defaults.METRICS_NAMESPACE_INFLUXDB
 # Breakers whose transitions already go to CloudWatch: by object, so a breaker made anew for
 # the same URL (after `reset_breakers`) publishes too.
 _PUBLISHED: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()

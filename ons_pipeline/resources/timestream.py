@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.parsers import JSONParser, ResponseParserFactory
+from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field
 
@@ -45,7 +45,7 @@ class QueryResponseParser(JSONParser):
 
 
 class QueryParserFactory(ResponseParserFactory):
-    def create_parser(self, protocol_name: str) -> Any:
+    def create_parser(self, protocol_name: str) -> ResponseParser:
         if protocol_name == "json":
             return QueryResponseParser(**self._defaults)
         return super().create_parser(protocol_name)

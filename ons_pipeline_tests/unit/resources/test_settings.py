@@ -28,7 +28,7 @@ from ons_pipeline.resources.aws import with_totals
 from ons_pipeline.sales.schema import COLUMN_DESCRIPTIONS, STAR_SCHEMAS
 
 _spec = importlib.util.spec_from_file_location(
-    "settings_table", Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
+    "settings_table", Path(__file__).resolve().parents[3] / "scripts" / "settings_table.py"
 )
 assert _spec is not None
 assert _spec.loader is not None
@@ -146,7 +146,7 @@ def test_column_types_read_as_a_reader_knows_them() -> None:
         column_schema(pa.schema([pa.field("undocumented", pa.int64())]), {})
 
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 
 
 def _rows(table: str) -> dict[str, str]:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from types_boto3_s3.type_defs import ListObjectsV2RequestTypeDef
     from types_boto3_sns import SNSClient
     from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import MessageTypeDef
     from types_boto3_ssm import SSMClient
 
 WriteOutcome = Literal["written", "unchanged"]
@@ -236,6 +237,33 @@ class ObjectStoreResource(CachedClientMixin, S3Resource):
             if response.get("Errors"):
                 raise RuntimeError(f"could not delete from s3://{bucket}: {response['Errors']}")  # nosec B608  # an error message, not SQL
 
+    def list_etags(
+        self, bucket: str, prefix: str, *, after: str | None = None, through: str | None = None
+    ) -> dict[str, str]:
+        """Key -> ETag (quoted, as S3 lists it) under `prefix`, for keys in (after, through].
+
+        Conditional writes and ledgers name an object version by its ETag; a key range lets
+        callers list a large prefix in parallel slices.
+        """
+        client = self.get_client()
+        objects: dict[str, str] = {}
+        request: ListObjectsV2RequestTypeDef = {"Bucket": bucket, "Prefix": prefix}
+        if after is not None:
+            request["StartAfter"] = after
+        while True:
+            page = client.list_objects_v2(**request)
+            for item in page.get("Contents", []):
+                if through is not None and item["Key"] > through:
+                    return objects
+                objects[item["Key"]] = item["ETag"]
+            if not page.get("IsTruncated"):
+                return objects
+            request = {
+                "Bucket": bucket,
+                "Prefix": prefix,
+                "ContinuationToken": page["NextContinuationToken"],
+            }
+
     def list_after(
         self,
         bucket: str,
@@ -419,6 +447,68 @@ class NotificationQueueResource(CachedClientMixin, ResourceWithBoto3Configuratio
 
     def get_client(self) -> SQSClient:
         return self.own_client()
+
+    def receive(
+        self, queue_url: str, *, limit: int, visibility_timeout: int
+    ) -> list[MessageTypeDef]:
+        """Up to `limit` messages the queue holds now (no long poll), with `SentTimestamp`.
+
+        Each stays hidden for `visibility_timeout` seconds unless deleted or released.
+        """
+        messages: list[MessageTypeDef] = []
+        while len(messages) < limit:
+            page = (
+                self.get_client()
+                .receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=min(10, limit - len(messages)),  # the SQS maximum per call
+                    WaitTimeSeconds=0,
+                    VisibilityTimeout=visibility_timeout,
+                    MessageSystemAttributeNames=["SentTimestamp"],
+                )
+                .get("Messages", [])
+            )
+            if not page:
+                break
+            messages.extend(page)
+        return messages
+
+    def delete(self, queue_url: str, receipts: Sequence[str]) -> None:
+        """Delete handled messages.
+
+        Raises:
+            RuntimeError: SQS refused some of them (named in the message).
+        """
+        self._in_batches("delete", queue_url, receipts, visibility=None)
+
+    def release(self, queue_url: str, receipts: Sequence[str]) -> None:
+        """Make received messages visible again at once, for the next receiver.
+
+        Raises:
+            RuntimeError: SQS refused some of them (named in the message).
+        """
+        self._in_batches("release", queue_url, receipts, visibility=0)
+
+    def _in_batches(
+        self, verb: str, queue_url: str, receipts: Sequence[str], *, visibility: int | None
+    ) -> None:
+        client = self.get_client()
+        for batch in _chunks(list(receipts), 10):  # SQS batch calls take at most 10 entries
+            if visibility is None:
+                response = client.delete_message_batch(
+                    QueueUrl=queue_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)],
+                )
+            else:
+                response = client.change_message_visibility_batch(
+                    QueueUrl=queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": visibility}
+                        for i, r in enumerate(batch)
+                    ],
+                )
+            if response.get("Failed"):
+                raise RuntimeError(f"could not {verb} SQS messages: {response['Failed']}")
 
 
 AwsResourceT = TypeVar("AwsResourceT", bound=ResourceWithBoto3Configuration)

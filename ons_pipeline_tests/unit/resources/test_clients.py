@@ -121,3 +121,44 @@ def test_other_errors_escape_at_once_and_retry_on_errors_re_raise() -> None:
     with pytest.raises(TimeoutError, match="still down"):
         call_with_retries(down, max_retries=1, backoff_seconds=0, retry_on=(TimeoutError,))
     assert len(calls) == 3
+
+
+def test_listing_etags_in_a_key_range() -> None:
+    with mock_aws():
+        s3 = ObjectStoreResource(region_name="eu-west-2")
+        client = s3.get_client()
+        client.create_bucket(
+            Bucket="etags", CreateBucketConfiguration={"LocationConstraint": "eu-west-2"}
+        )
+        etags = {
+            key: client.put_object(Bucket="etags", Key=key, Body=key.encode())["ETag"]
+            for key in ["logs/a", "logs/b", "logs/c", "logs/d", "other/e"]
+        }
+        assert s3.list_etags("etags", "logs/") == {k: v for k, v in etags.items() if "logs" in k}
+        assert s3.list_etags("etags", "logs/", after="logs/a", through="logs/c") == {
+            "logs/b": etags["logs/b"],
+            "logs/c": etags["logs/c"],
+        }
+        client.put_object(Bucket="etags", Key="logs/b", Body=b"changed")
+        assert s3.list_etags("etags", "logs/", after="logs/a", through="logs/b") != {
+            "logs/b": etags["logs/b"]
+        }
+
+
+def test_queue_receive_delete_and_release_in_batches() -> None:
+    with mock_aws():
+        sqs = NotificationQueueResource(region_name="eu-west-2")
+        url = sqs.get_client().create_queue(QueueName="q")["QueueUrl"]
+        for i in range(23):
+            sqs.get_client().send_message(QueueUrl=url, MessageBody=str(i))
+        first = sqs.receive(url, limit=15, visibility_timeout=300)
+        assert len(first) == 15
+        assert all("SentTimestamp" in m["Attributes"] for m in first)
+        rest = sqs.receive(url, limit=100, visibility_timeout=300)
+        assert len(rest) == 8  # the first 15 stay hidden
+        sqs.release(url, [m["ReceiptHandle"] for m in rest])
+        sqs.delete(url, [m["ReceiptHandle"] for m in first])
+        again = sqs.receive(url, limit=100, visibility_timeout=300)
+        assert sorted(m["Body"] for m in again) == sorted(m["Body"] for m in rest)
+        with pytest.raises(RuntimeError, match="could not delete SQS messages"):
+            sqs.delete(url, ["not-a-receipt-handle"])

@@ -101,6 +101,7 @@ RESOURCES = [
     "metrics",
     "s3",
     "sales_storage",
+    "sqs",
     "ssm",
     "timestream",
     "visits_storage",

@@ -66,6 +66,7 @@ from ons_pipeline.resources import (
     ObjectStoreResource,
     TimestreamResource,
 )
+from ons_pipeline.resources.defaults import METRICS_NAMESPACE_INFLUXDB, METRICS_NAMESPACE_TIMESTREAM
 from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
 from ons_pipeline.resources.influxql import quote_identifier
 from ons_pipeline.resources.timestream import TimestreamUnavailableError, TimestreamWriteError
@@ -73,8 +74,6 @@ from ons_pipeline.resources.timestream import TimestreamUnavailableError, Timest
 ENERGY_GROUP = "energy"
 INFLUXDB_KEY = AssetKey(["energy", "influxdb_points"])
 TIMESTREAM_KEY = AssetKey(["energy", "timestream_records"])
-METRICS_NAMESPACE_INFLUXDB = "ONS/InfluxDB"
-METRICS_NAMESPACE_TIMESTREAM = "ONS/Timestream"
 
 ENERGY_RETRY_POLICY = AWS_RETRY_POLICY
 ENERGY_TAGS = asset_tags(ENERGY_GROUP, "ons-energy")

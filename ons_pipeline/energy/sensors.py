@@ -41,7 +41,12 @@ from ons_pipeline.energy.schema import (
     objects_from_message,
     plan_loads,
 )
-from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource, build_client
+from ons_pipeline.resources import (
+    EnergyStorageResource,
+    NotificationQueueResource,
+    ObjectStoreResource,
+)
+from ons_pipeline.resources.aws import sharing_session
 from ons_pipeline.visits.storage import delete_notifications
 
 # Messages read per tick (10 per ReceiveMessage): bounds a tick; the rest wait for the next.
@@ -149,7 +154,7 @@ def energy_object_sensor(
     reconcile = (
         queue is None or last is None or now - last >= energy_storage.reconcile_interval_seconds
     )
-    sqs = build_client(s3, "sqs") if queue else None
+    sqs = sharing_session(NotificationQueueResource, s3).get_client() if queue else None
     announced = receive_announcements(sqs, queue) if sqs is not None and queue else Announcements()
     refs = list(announced.refs)
     if reconcile:

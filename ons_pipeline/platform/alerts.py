@@ -11,8 +11,7 @@ from dagster import (
 )
 
 from ons_pipeline.resources import AlertsResource, CloudWatchMetricsResource, Metric
-
-PLATFORM_NAMESPACE = "ONS/Pipeline"
+from ons_pipeline.resources.defaults import METRICS_NAMESPACE_PIPELINE as PLATFORM_NAMESPACE
 
 
 @run_failure_sensor(

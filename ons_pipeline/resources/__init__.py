@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dagster import EnvVar
-
-from ons_pipeline.resources import defaults
+from ons_pipeline.resources import defaults, settings
 from ons_pipeline.resources.aws import (
     AlertsResource,
     CloudWatchMetricsResource,
     Metric,
+    NotificationQueueResource,
     ObjectStoreResource,
     ParameterStoreResource,
-    SalesStorageResource,
     build_client,
 )
 from ons_pipeline.resources.influxdb import InfluxDBResource
-from ons_pipeline.resources.timestream import EnergyStorageResource, TimestreamResource
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.settings import SettingError
+from ons_pipeline.resources.storage import (
+    EnergyStorageResource,
+    SalesStorageResource,
+    VisitsStorageResource,
+)
+from ons_pipeline.resources.timestream import TimestreamResource
+
+if TYPE_CHECKING:
+    from dagster import ConfigurableResource
 
 __all__ = [
     "AlertsResource",
@@ -27,102 +32,92 @@ __all__ = [
     "EnergyStorageResource",
     "InfluxDBResource",
     "Metric",
+    "NotificationQueueResource",
     "ObjectStoreResource",
     "ParameterStoreResource",
     "SalesStorageResource",
+    "SettingError",
     "TimestreamResource",
+    "VisitsStorageResource",
     "build_client",
     "default_resources",
 ]
 
 
-def _setting(name: str, default: str, *aliases: str) -> Any:
-    """`EnvVar` of the first of `name`, `aliases` the environment sets, else the default.
-
-    Aliases are the seeds' spellings (seed 000's `TIMESTREAM_DATABASE_NAME`).
-    """
-    for candidate in (name, *aliases):
-        if os.environ.get(candidate):
-            return EnvVar(candidate)
-    return default
-
-
-def _backoff() -> dict[str, float]:
-    """`backoff_seconds` from `ONS_RETRY_BACKOFF_SECONDS` when set (tests: 0), else the default."""
-    value = os.environ.get("ONS_RETRY_BACKOFF_SECONDS")
-    return {"backoff_seconds": float(value)} if value else {}
-
-
-def default_resources() -> dict[str, Any]:
+def default_resources() -> dict[str, ConfigurableResource]:
     """Resources for the local stack and production alike: only the environment differs.
 
-    Endpoint and region come from boto3's own `AWS_ENDPOINT_URL` / `AWS_REGION`; credentials
-    from the standard AWS chain, never from config.
+    Every value comes from the settings table (`resources/settings.py`). Endpoint and
+    region come from boto3's own `AWS_ENDPOINT_URL` / `AWS_REGION`; credentials from the
+    standard AWS chain, never from config.
+
+    Raises:
+        SettingError: a numeric or boolean variable holds something else.
     """
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    aws = {"region_name": region or defaults.AWS_REGION}
+
+    def value(name: str, default: Any = None) -> Any:
+        return settings.config(name, default=default)
+
+    region: str = settings.read("AWS_REGION")
+    aws = {"region_name": region}
+    backoff = settings.read("ONS_RETRY_BACKOFF_SECONDS")
+    retries = {
+        "max_retries": value("MAX_RETRIES"),
+        **({"backoff_seconds": backoff} if backoff is not None else {}),
+    }
     return {
         "s3": ObjectStoreResource(**aws),
         "ssm": ParameterStoreResource(**aws),
+        "sqs": NotificationQueueResource(**aws),
         "metrics": CloudWatchMetricsResource(**aws),
         "alerts": AlertsResource(
             **aws,
-            topic_arn=_setting(
-                "ONS_ALERT_TOPIC_ARN", defaults.local_alert_topic_arn(aws["region_name"])
-            ),
+            topic_arn=value("ONS_ALERT_TOPIC_ARN", defaults.local_alert_topic_arn(region)),
         ),
         "sales_storage": SalesStorageResource(
-            ingestion_bucket=_setting("ONS_INGESTION_BUCKET", defaults.INGESTION_BUCKET),
-            processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
-            ssm_prefix=_setting("ONS_SSM_PREFIX", defaults.SSM_PREFIX),
+            ingestion_bucket=value("ONS_INGESTION_BUCKET"),
+            processed_bucket=value("ONS_PROCESSED_BUCKET"),
+            ssm_prefix=value("ONS_SSM_PREFIX"),
         ),
         "visits_storage": VisitsStorageResource(
-            source_bucket=_setting("ONS_EVENTS_BUCKET", defaults.EVENTS_BUCKET),
-            checkpoint_bucket=_setting("ONS_CHECKPOINT_BUCKET", defaults.CHECKPOINT_BUCKET),
-            notification_queue_url=_setting("ONS_EVENTS_QUEUE_URL", "") or None,
+            source_bucket=value("ONS_EVENTS_BUCKET"),
+            checkpoint_bucket=value("ONS_CHECKPOINT_BUCKET"),
+            notification_queue_url=value("ONS_EVENTS_QUEUE_URL"),
         ),
         "energy_storage": EnergyStorageResource(
-            processed_bucket=_setting("ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET),
-            notification_queue_url=_setting("ONS_ENERGY_QUEUE_URL", "") or None,
-            sinks=_setting("ONS_ENERGY_SINKS", "timestream,influxdb"),
-            migration_export=_setting("ONS_MIGRATION_EXPORT", "unload"),
-            export_bucket=_setting("ONS_MIGRATION_EXPORT_BUCKET", "") or None,
-            export_prefix=_setting("ONS_MIGRATION_EXPORT_PREFIX", "exports/timestream"),
+            processed_bucket=value("ONS_PROCESSED_BUCKET"),
+            notification_queue_url=value("ONS_ENERGY_QUEUE_URL"),
+            sinks=value("ONS_ENERGY_SINKS"),
+            migration_export=value("ONS_MIGRATION_EXPORT"),
+            export_bucket=value("ONS_MIGRATION_EXPORT_BUCKET"),
+            export_prefix=value("ONS_MIGRATION_EXPORT_PREFIX"),
         ),
         "timestream": TimestreamResource(
             **aws,
-            database=_setting(
-                "TIMESTREAM_DATABASE", defaults.TIMESTREAM_DATABASE, "TIMESTREAM_DATABASE_NAME"
-            ),
-            generation_table=_setting("GENERATION_TABLE_NAME", "generation"),
-            consumption_table=_setting("CONSUMPTION_TABLE_NAME", "consumption"),
-            transmission_table=_setting("TRANSMISSION_TABLE_NAME", "transmission"),
-            max_retries=int(os.environ.get("MAX_RETRIES") or 3),
-            **_backoff(),
-            max_batch_size=int(os.environ.get("TIMESTREAM_MAX_BATCH_SIZE") or 100),
+            database=value("TIMESTREAM_DATABASE"),
+            generation_table=value("GENERATION_TABLE_NAME"),
+            consumption_table=value("CONSUMPTION_TABLE_NAME"),
+            transmission_table=value("TRANSMISSION_TABLE_NAME"),
+            max_batch_size=value("TIMESTREAM_MAX_BATCH_SIZE"),
+            **retries,
         ),
         "influxdb": InfluxDBResource(
             **aws,
-            url=_setting("INFLUXDB_URL", "http://127.0.0.1:8187"),
-            org=_setting("INFLUXDB_ORG", defaults.INFLUXDB_ORG),
-            # The token only through EnvVar; otherwise from Secrets Manager by name (seed 001).
-            token=EnvVar("INFLUXDB_TOKEN") if os.environ.get("INFLUXDB_TOKEN") else None,
-            token_secret_name=_setting("INFLUXDB_TOKEN_SECRET_NAME", "ons/influxdb/token"),
-            query_url=_setting("INFLUXDB_QUERY_URL", "") or None,
+            url=value("INFLUXDB_URL"),
+            org=value("INFLUXDB_ORG"),
+            # Secrets only ever as EnvVar; unset, the token comes from Secrets Manager.
+            token=value("INFLUXDB_TOKEN"),
+            token_secret_name=value("INFLUXDB_TOKEN_SECRET_NAME"),
+            query_url=value("INFLUXDB_QUERY_URL"),
             # InfluxQL reads from a 1.x influxd log in as its user (the local stack's).
-            query_username=_setting("INFLUXDB_QUERY_USERNAME", "") or None,
-            query_password=(
-                EnvVar("INFLUXDB_QUERY_PASSWORD")
-                if os.environ.get("INFLUXDB_QUERY_PASSWORD")
-                else None
-            ),
-            bucket=_setting("INFLUXDB_BUCKET", "") or None,
-            max_batch_size=int(os.environ.get("MAX_BATCH_SIZE") or 5000),
-            max_retries=int(os.environ.get("MAX_RETRIES") or 3),
-            write_concurrency=int(os.environ.get("INFLUXDB_WRITE_CONCURRENCY") or 4),
-            gzip_level=_setting("INFLUXDB_GZIP_LEVEL", "auto"),
-            enable_validation=os.environ.get("ENABLE_VALIDATION", "true").lower() != "false",
-            drop_invalid_records=os.environ.get("DROP_INVALID_RECORDS", "true").lower() != "false",
-            **_backoff(),
+            query_username=value("INFLUXDB_QUERY_USERNAME"),
+            query_password=value("INFLUXDB_QUERY_PASSWORD"),
+            bucket=value("INFLUXDB_BUCKET"),
+            max_batch_size=value("MAX_BATCH_SIZE"),
+            write_concurrency=value("INFLUXDB_WRITE_CONCURRENCY"),
+            gzip_level=value("INFLUXDB_GZIP_LEVEL"),
+            enable_validation=value("ENABLE_VALIDATION"),
+            drop_invalid_records=value("DROP_INVALID_RECORDS"),
+            **retries,
         ),
     }

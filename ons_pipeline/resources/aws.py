@@ -11,7 +11,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
 
 import boto3
 import botocore.session
@@ -24,10 +24,20 @@ from dagster_aws.ssm import SSMResource
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from pydantic import Field, PrivateAttr
 
+from ons_pipeline.resources import settings
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from botocore.client import BaseClient
+    from botocore.parsers import ResponseParserFactory
+    from types_boto3_cloudwatch import CloudWatchClient
+    from types_boto3_s3 import S3Client
+    from types_boto3_s3.type_defs import ListObjectsV2RequestTypeDef
+    from types_boto3_sns import SNSClient
+    from types_boto3_sqs import SQSClient
+    from types_boto3_sqs.type_defs import MessageTypeDef
+    from types_boto3_ssm import SSMClient
 
 WriteOutcome = Literal["written", "unchanged"]
 _PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
@@ -59,13 +69,27 @@ def parse_aws_timestamp(value: Any) -> datetime:
     return parse_timestamp(value)
 
 
+class Boto3Settings(Protocol):
+    """The session fields dagster-aws's S3 and boto3 configuration classes both have."""
+
+    profile_name: str | None
+    aws_access_key_id: str | None
+    aws_secret_access_key: str | None
+    aws_session_token: str | None
+    region_name: str | None
+    endpoint_url: str | None
+    use_ssl: bool
+    verify: bool | None
+    max_attempts: int
+
+
 def build_client(
-    settings: ResourceWithBoto3Configuration,
+    settings: Boto3Settings,
     service: str,
     *,
     read_timeout: float = 60.0,
     max_attempts: int | None = None,
-    parser_factory: Any = None,
+    parser_factory: ResponseParserFactory | None = None,
 ) -> BaseClient:
     """A boto3 client from dagster-aws settings with standard retries and timeouts."""
     core = botocore.session.get_session()
@@ -97,15 +121,36 @@ def build_client(
     )
 
 
-class ObjectStoreResource(S3Resource):
+class CachedClientMixin(ConfigurableResource):
+    """One boto3 client per service and resource instance (so one per run), built on first use.
+
+    `service` (and `client_options` for `build_client`) name the resource's own client, kept
+    in `_client`; `extra_client` caches any other service the resource needs beside it.
+    """
+
+    service: ClassVar[str]
+    client_options: ClassVar[Mapping[str, Any]] = {}
+    _client: Any = PrivateAttr(default=None)
+    _extra_clients: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def own_client(self) -> Any:
+        if self._client is None:
+            self._client = build_client(self, self.service, **self.client_options)  # type: ignore[arg-type]  # the subclass has dagster-aws's fields
+        return self._client
+
+    def extra_client(self, service: str, **options: Any) -> Any:
+        if service not in self._extra_clients:
+            self._extra_clients[service] = build_client(self, service, **options)  # type: ignore[arg-type]  # as above
+        return self._extra_clients[service]
+
+
+class ObjectStoreResource(CachedClientMixin, S3Resource):
     """S3 with the safe-write and cursor-listing primitives the pipelines share."""
 
-    _client: Any = PrivateAttr(default=None)
+    service: ClassVar[str] = "s3"
 
-    def get_client(self) -> Any:
-        if self._client is None:
-            self._client = build_client(self, "s3")
-        return self._client
+    def get_client(self) -> S3Client:
+        return self.own_client()
 
     def get_bytes(self, bucket: str, key: str) -> bytes | None:
         """The object's bytes, or None only when it does not exist (NoSuchKey)."""
@@ -192,6 +237,33 @@ class ObjectStoreResource(S3Resource):
             if response.get("Errors"):
                 raise RuntimeError(f"could not delete from s3://{bucket}: {response['Errors']}")  # nosec B608  # an error message, not SQL
 
+    def list_etags(
+        self, bucket: str, prefix: str, *, after: str | None = None, through: str | None = None
+    ) -> dict[str, str]:
+        """Key -> ETag (quoted, as S3 lists it) under `prefix`, for keys in (after, through].
+
+        Conditional writes and ledgers name an object version by its ETag; a key range lets
+        callers list a large prefix in parallel slices.
+        """
+        client = self.get_client()
+        objects: dict[str, str] = {}
+        request: ListObjectsV2RequestTypeDef = {"Bucket": bucket, "Prefix": prefix}
+        if after is not None:
+            request["StartAfter"] = after
+        while True:
+            page = client.list_objects_v2(**request)
+            for item in page.get("Contents", []):
+                if through is not None and item["Key"] > through:
+                    return objects
+                objects[item["Key"]] = item["ETag"]
+            if not page.get("IsTruncated"):
+                return objects
+            request = {
+                "Bucket": bucket,
+                "Prefix": prefix,
+                "ContinuationToken": page["NextContinuationToken"],
+            }
+
     def list_after(
         self,
         bucket: str,
@@ -208,7 +280,11 @@ class ObjectStoreResource(S3Resource):
         pages = 0
         truncated = False
         while pages < max_pages:
-            kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+            kwargs: ListObjectsV2RequestTypeDef = {
+                "Bucket": bucket,
+                "Prefix": prefix,
+                "MaxKeys": page_size,
+            }
             if token:
                 kwargs["ContinuationToken"] = token
             elif start_after:
@@ -260,15 +336,13 @@ class ListingPage:
     exhausted: bool  # False when the page budget ran out before the listing did
 
 
-class ParameterStoreResource(SSMResource):
+class ParameterStoreResource(CachedClientMixin, SSMResource):
     """SSM Parameter Store for the pipelines' small durable counters."""
 
-    _client: Any = PrivateAttr(default=None)
+    service: ClassVar[str] = "ssm"
 
-    def get_client(self) -> Any:
-        if self._client is None:
-            self._client = build_client(self, "ssm")
-        return self._client
+    def get_client(self) -> SSMClient:
+        return self.own_client()
 
     def get_int(self, name: str) -> int | None:
         """The parameter as an int, or None when it has never been written."""
@@ -311,16 +385,14 @@ def with_totals(metrics: Sequence[Metric]) -> list[Metric]:
     return [*metrics, *(Metric(name, value, unit) for (name, unit), value in totals.items())]
 
 
-class CloudWatchMetricsResource(ResourceWithBoto3Configuration):
+class CloudWatchMetricsResource(CachedClientMixin, ResourceWithBoto3Configuration):
     """CloudWatch custom metrics (the seeds' `ONS/...` namespaces)."""
 
+    service: ClassVar[str] = "cloudwatch"
     enabled: bool = Field(default=True, description="Set false to skip PutMetricData calls.")
-    _client: Any = PrivateAttr(default=None)
 
-    def get_client(self) -> Any:
-        if self._client is None:
-            self._client = build_client(self, "cloudwatch")
-        return self._client
+    def get_client(self) -> CloudWatchClient:
+        return self.own_client()
 
     def put(self, namespace: str, metrics: Sequence[Metric]) -> int:
         """Publish metrics; returns how many data points were sent."""
@@ -343,16 +415,17 @@ class CloudWatchMetricsResource(ResourceWithBoto3Configuration):
         return len(data)
 
 
-class AlertsResource(ResourceWithBoto3Configuration):
+class AlertsResource(CachedClientMixin, ResourceWithBoto3Configuration):
     """SNS alerts to the administrators' topic (they subscribe by email)."""
 
-    topic_arn: str = Field(description="ARN of the SNS topic administrators subscribe to.")
-    _client: Any = PrivateAttr(default=None)
+    service: ClassVar[str] = "sns"
+    topic_arn: str = Field(
+        default=settings.default("ONS_ALERT_TOPIC_ARN"),
+        description="ARN of the SNS topic administrators subscribe to (ONS_ALERT_TOPIC_ARN).",
+    )
 
-    def get_client(self) -> Any:
-        if self._client is None:
-            self._client = build_client(self, "sns")
-        return self._client
+    def get_client(self) -> SNSClient:
+        return self.own_client()
 
     def publish(self, subject: str, message: dict[str, Any]) -> str:
         """Publish a JSON alert; returns the SNS message id."""
@@ -364,27 +437,96 @@ class AlertsResource(ResourceWithBoto3Configuration):
         return response["MessageId"]
 
 
-class SalesStorageResource(ConfigurableResource):
-    """Where the sales pipeline reads packets, writes the star schema and keeps its state."""
+class NotificationQueueResource(CachedClientMixin, ResourceWithBoto3Configuration):
+    """SQS, where S3 announces new objects (the visit-event and energy notification queues).
 
-    ingestion_bucket: str = Field(description="Bucket the ToteSys JSONL packets land in.")
-    processed_bucket: str = Field(description="Bucket the star-schema Parquet is written to.")
-    ssm_prefix: str = Field(
-        default="/ons_pipeline", description="Parameter Store prefix for packet counters."
-    )
-    state_prefix: str = Field(
-        default="_state/sales",
-        description="Prefix in the processed bucket for the raw history and star snapshots.",
-    )
-    quarantine_prefix: str = Field(
-        default="quarantine/sales", description="Prefix in the processed bucket for bad rows."
-    )
+    The queue URLs live with each group's storage resource; this resource is the client.
+    """
 
-    def last_packet_parameter(self, table: str) -> str:
-        return f"{self.ssm_prefix}/sales/last_packet/{table}"
+    service: ClassVar[str] = "sqs"
 
-    def output_sequence_parameter(self, star_table: str) -> str:
-        return f"{self.ssm_prefix}/sales/output_sequence/{star_table}"
+    def get_client(self) -> SQSClient:
+        return self.own_client()
+
+    def receive(
+        self, queue_url: str, *, limit: int, visibility_timeout: int
+    ) -> list[MessageTypeDef]:
+        """Up to `limit` messages the queue holds now (no long poll), with `SentTimestamp`.
+
+        Each stays hidden for `visibility_timeout` seconds unless deleted or released.
+        """
+        messages: list[MessageTypeDef] = []
+        while len(messages) < limit:
+            page = (
+                self.get_client()
+                .receive_message(
+                    QueueUrl=queue_url,
+                    MaxNumberOfMessages=min(10, limit - len(messages)),  # the SQS maximum per call
+                    WaitTimeSeconds=0,
+                    VisibilityTimeout=visibility_timeout,
+                    MessageSystemAttributeNames=["SentTimestamp"],
+                )
+                .get("Messages", [])
+            )
+            if not page:
+                break
+            messages.extend(page)
+        return messages
+
+    def delete(self, queue_url: str, receipts: Sequence[str]) -> None:
+        """Delete handled messages.
+
+        Raises:
+            RuntimeError: SQS refused some of them (named in the message).
+        """
+        self._in_batches("delete", queue_url, receipts, visibility=None)
+
+    def release(self, queue_url: str, receipts: Sequence[str]) -> None:
+        """Make received messages visible again at once, for the next receiver.
+
+        Raises:
+            RuntimeError: SQS refused some of them (named in the message).
+        """
+        self._in_batches("release", queue_url, receipts, visibility=0)
+
+    def _in_batches(
+        self, verb: str, queue_url: str, receipts: Sequence[str], *, visibility: int | None
+    ) -> None:
+        client = self.get_client()
+        for batch in _chunks(list(receipts), 10):  # SQS batch calls take at most 10 entries
+            if visibility is None:
+                response = client.delete_message_batch(
+                    QueueUrl=queue_url,
+                    Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(batch)],
+                )
+            else:
+                response = client.change_message_visibility_batch(
+                    QueueUrl=queue_url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": r, "VisibilityTimeout": visibility}
+                        for i, r in enumerate(batch)
+                    ],
+                )
+            if response.get("Failed"):
+                raise RuntimeError(f"could not {verb} SQS messages: {response['Failed']}")
+
+
+AwsResourceT = TypeVar("AwsResourceT", bound=ResourceWithBoto3Configuration)
+
+
+def sharing_session(resource: type[AwsResourceT], aws: Boto3Settings) -> AwsResourceT:
+    """A `resource` in the same account, region and endpoint as the resource `aws`."""
+    return resource(
+        region_name=aws.region_name,
+        endpoint_url=aws.endpoint_url,
+        max_attempts=aws.max_attempts,
+        profile_name=aws.profile_name,
+        use_ssl=aws.use_ssl,
+        verify=aws.verify,
+        aws_access_key_id=aws.aws_access_key_id,
+        aws_secret_access_key=aws.aws_secret_access_key,
+        aws_session_token=aws.aws_session_token,
+    )
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

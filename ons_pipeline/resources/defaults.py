@@ -1,13 +1,14 @@
-"""Names shared by the resources, the local stack and deploy/.
+"""Names shared by the resources, the groups, the local stack and deploy/: each defined here once.
 
 Each value is the local default; production overrides it through the environment variable
-named beside it (see README "Configuration").
+named beside it (`resources/settings.py`, README "Configuration").
 """
 
 from __future__ import annotations
 
-import os
 from typing import Final
+
+from ons_pipeline.sales.schema import SOURCE_COLUMNS, STAR_SCHEMAS
 
 AWS_REGION: Final = "eu-west-2"
 
@@ -41,7 +42,13 @@ LAMBDA_ENDPOINT_URL_ENV: Final = "ONS_LAMBDA_ENDPOINT_URL"  # set by the local s
 LAMBDA_ENDPOINT_SECRET_ENV: Final = "ONS_LAMBDA_ENDPOINT_SECRET"  # local stack only
 LAMBDA_ENDPOINT_SECRET_HEADER: Final = "X-Ons-Lambda-Secret"
 ALERT_TOPIC_NAME: Final = "ons-pipeline-alerts"  # ONS_ALERT_TOPIC_ARN holds the full ARN
+
+# CloudWatch namespaces of the custom metrics (alarms in deploy/terraform watch them).
 METRICS_NAMESPACE_SALES: Final = "ONS/Sales"
+METRICS_NAMESPACE_INFLUXDB: Final = "ONS/InfluxDB"
+METRICS_NAMESPACE_TIMESTREAM: Final = "ONS/Timestream"
+METRICS_NAMESPACE_VISITS: Final = "ONS/Visits"
+METRICS_NAMESPACE_PIPELINE: Final = "ONS/Pipeline"
 
 TIMESTREAM_DATABASE: Final = "ons_energy"  # TIMESTREAM_DATABASE
 TIMESTREAM_TABLES: Final = ("generation", "consumption", "transmission")
@@ -49,31 +56,11 @@ TIMESTREAM_TABLES: Final = ("generation", "consumption", "transmission")
 INFLUXDB_ORG: Final = "ons-energy"  # INFLUXDB_ORG
 INFLUXDB_BUCKETS: Final = ("generation_data", "consumption_data", "transmission_data")
 
-SOURCE_TABLES: Final = (
-    "sales_order",
-    "staff",
-    "department",
-    "address",
-    "currency",
-    "design",
-    "counterparty",
-)
-STAR_TABLES: Final = (
-    "fact_sales_order",
-    "dim_date",
-    "dim_staff",
-    "dim_location",
-    "dim_currency",
-    "dim_design",
-    "dim_counterparty",
-)
+# The sales contract's tables, in its order (sales/schema.py is their home).
+SOURCE_TABLES: Final = tuple(SOURCE_COLUMNS)
+STAR_TABLES: Final = tuple(STAR_SCHEMAS)
 
 
 def local_alert_topic_arn(region: str = AWS_REGION) -> str:
     """The ARN moto gives the alert topic (account 123456789012)."""
     return f"arn:aws:sns:{region}:123456789012:{ALERT_TOPIC_NAME}"
-
-
-def env_or(name: str, default: str) -> str:
-    """The environment's value for ``name`` or the local default."""
-    return os.environ.get(name) or default

@@ -12,7 +12,6 @@ import base64
 import gzip
 import ipaddress
 import json
-import random
 import time
 import urllib.error
 import urllib.parse
@@ -21,7 +20,7 @@ import warnings
 import weakref
 from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dagster_aws.utils import ResourceWithBoto3Configuration
 from influxdb_client import BucketRetentionRules, InfluxDBClient, WritePrecision, WriteService
@@ -35,10 +34,23 @@ from ons_pipeline.energy.query.breaker import (
     CircuitOpenError,
     shared_breaker,
 )
-from ons_pipeline.resources.aws import CloudWatchMetricsResource, Metric, build_client
+from ons_pipeline.resources import defaults, settings
+from ons_pipeline.resources.aws import (
+    CachedClientMixin,
+    CloudWatchMetricsResource,
+    Metric,
+    sharing_session,
+)
+from ons_pipeline.resources.retry import RetryableFault, call_with_retries
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+
+    from dagster import InitResourceContext
+    from influxdb_client.domain.health_check import HealthCheck
+    from types_boto3_secretsmanager import SecretsManagerClient
+
+T = TypeVar("T")
 
 # Seed 003: energy series are kept seven years.
 RETENTION_SECONDS = 7 * 365 * 24 * 3600
@@ -82,11 +94,15 @@ class WriteOutcome:
         self.rejected.update(other.rejected)
 
 
-class InfluxDBResource(ResourceWithBoto3Configuration):
-    """InfluxDB v2 API (Timestream for InfluxDB in production, the local stack's gateway)."""
+class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
+    """InfluxDB v2 API (Timestream for InfluxDB in production, the local stack's gateway).
+
+    `_client` is InfluxDB's own client; the AWS one (Secrets Manager, for the token by name)
+    is an `extra_client`.
+    """
 
     url: str = Field(description="InfluxDB v2 API URL (INFLUXDB_URL).")
-    org: str = Field(default="ons-energy", description="Organisation (INFLUXDB_ORG).")
+    org: str = Field(default=settings.default("INFLUXDB_ORG"), description="INFLUXDB_ORG.")
     token: str | None = Field(
         default=None, description="API token (INFLUXDB_TOKEN); set this or token_secret_name."
     )
@@ -109,18 +125,24 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         default=None,
         description="One bucket for every dataset (INFLUXDB_BUCKET); default one per dataset.",
     )
-    max_batch_size: int = Field(default=5000, description="Lines per write (MAX_BATCH_SIZE).")
-    max_retries: int = Field(default=3, description="Retries of a retryable write (MAX_RETRIES).")
+    max_batch_size: int = Field(
+        default=settings.default("MAX_BATCH_SIZE"), description="Lines per write (MAX_BATCH_SIZE)."
+    )
+    max_retries: int = Field(
+        default=settings.default("MAX_RETRIES"),
+        description="Retries of a retryable write (MAX_RETRIES).",
+    )
     enable_validation: bool = Field(
-        default=True, description="Apply the tag rules before writing (ENABLE_VALIDATION)."
+        default=settings.default("ENABLE_VALIDATION"),
+        description="Apply the tag rules before writing (ENABLE_VALIDATION).",
     )
     drop_invalid_records: bool = Field(
-        default=True,
+        default=settings.default("DROP_INVALID_RECORDS"),
         description="Quarantine invalid rows and write the rest; false fails the file "
         "(DROP_INVALID_RECORDS).",
     )
     write_concurrency: int = Field(
-        default=4,
+        default=settings.default("INFLUXDB_WRITE_CONCURRENCY"),
         description="Writers posting batches at once (INFLUXDB_WRITE_CONCURRENCY).",
     )
     write_queue: int = Field(
@@ -129,7 +151,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         "stays flat); 0 builds the next batches only once every write has returned.",
     )
     gzip_level: str = Field(
-        default="auto",
+        default=settings.default("INFLUXDB_GZIP_LEVEL"),
         description="Write-body compression (INFLUXDB_GZIP_LEVEL): `auto`, or 0 (off) to 9. "
         "`auto` sends plain bodies to loopback and private-address hosts, where gzip costs "
         "more CPU than the bytes it saves (benchmarks/energy_load.py), and level 1 to any "
@@ -152,7 +174,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             if self.token:
                 self._token = self.token
             elif self.token_secret_name:
-                secrets = build_client(self, "secretsmanager")
+                secrets: SecretsManagerClient = self.extra_client("secretsmanager")
                 self._token = secrets.get_secret_value(SecretId=self.token_secret_name)[
                     "SecretString"
                 ]
@@ -192,7 +214,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             raise ValueError(f"INFLUXDB_GZIP_LEVEL must be auto or 0-9, not {self.gzip_level!r}")
         return int(setting)
 
-    def write_service(self) -> Any:
+    def write_service(self) -> WriteService:
         """influxdb-client's `/api/v2/write` service (tests replace it)."""
         return WriteService(self.get_client().api_client)
 
@@ -204,7 +226,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         """
         started = time.monotonic()
 
-        def check_health() -> Any:
+        def check_health() -> HealthCheck:
             try:
                 with warnings.catch_warnings():
                     # `health()` is deprecated for `ping()`, which does not report the status.
@@ -233,22 +255,16 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         )
         if breaker not in _PUBLISHED:
             _PUBLISHED.add(breaker)
-            metrics = CloudWatchMetricsResource(
-                region_name=self.region_name,
-                endpoint_url=self.endpoint_url,
-                aws_access_key_id=self.aws_access_key_id,
-                aws_secret_access_key=self.aws_secret_access_key,
-                aws_session_token=self.aws_session_token,
-            )
+            metrics = sharing_session(CloudWatchMetricsResource, self)
             breaker.add_listener(
                 lambda name, _old, new, _reason: metrics.put(
-                    METRICS_NAMESPACE,
+                    defaults.METRICS_NAMESPACE_INFLUXDB,
                     [Metric("CircuitState", STATE_VALUES[new], "None", {"Circuit": name})],
                 )
             )
         return breaker
 
-    def guarded(self, fn: Callable[[], Any]) -> Any:
+    def guarded(self, fn: Callable[[], T]) -> T:
         """Run `fn` behind the breaker; only `InfluxDBUnavailableError` counts as a failure.
 
         Raises:
@@ -310,7 +326,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
 
     def _write_batches(
         self,
-        write_api: Any,
+        write_api: WriteService,
         bucket: str,
         batches: Iterable[tuple[int, int, bytes]],
         split: Callable[[int, int], bytes],
@@ -349,7 +365,7 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
 
     def _write_range(
         self,
-        write_api: Any,
+        write_api: WriteService,
         bucket: str,
         lines: tuple[int, int],
         body: bytes,
@@ -373,13 +389,13 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
         raise InfluxDBWriteError(f"InfluxDB refused the write to {bucket}: {status} {message}")
 
     def _post(
-        self, write_api: Any, bucket: str, body: bytes, outcome: WriteOutcome, level: int
+        self, write_api: WriteService, bucket: str, body: bytes, outcome: WriteOutcome, level: int
     ) -> tuple[int | None, str]:
         """(None, "") on success, else (status, message) for a non-retryable answer."""
-        attempt = 0
         encoding = {"content_encoding": "gzip"} if level else {}
         payload = gzip.compress(body, compresslevel=level) if level else body
-        while True:
+
+        def attempt() -> tuple[int | None, str]:
             outcome.requests += 1
             try:
                 write_api.post_write(
@@ -390,23 +406,28 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
                     content_type="text/plain; charset=utf-8",
                     **encoding,
                 )
-                return None, ""
             except ApiException as error:
                 status = int(error.status or 0)
                 if status != 429 and status < 500:
                     return status, _error_message(error)
-                problem = f"{status} {_error_message(error)}"
+                raise RetryableFault(f"{status} {_error_message(error)}") from error
             except (Urllib3Error, OSError) as error:
-                problem = f"connection error: {error}"
-            if attempt >= self.max_retries:
-                raise InfluxDBUnavailableError(
-                    f"InfluxDB unavailable: write to {bucket} failed after "
-                    f"{attempt + 1} attempts: {problem}"
-                )
-            delay = self.backoff_seconds * (2**attempt)
-            time.sleep(delay + random.uniform(0, delay / 2))  # nosec B311  # backoff jitter, not a secret
-            attempt += 1
+                raise RetryableFault(f"connection error: {error}") from error
+            return None, ""
+
+        def retried() -> None:
             outcome.retries += 1
+
+        return call_with_retries(
+            attempt,
+            max_retries=self.max_retries,
+            backoff_seconds=self.backoff_seconds,
+            jitter=0.5,
+            on_retry=retried,
+            exhausted=lambda attempts, fault: InfluxDBUnavailableError(
+                f"InfluxDB unavailable: write to {bucket} failed after {attempts} attempts: {fault}"
+            ),
+        )
 
     def influxql(
         self, database: str, statement: str, params: dict[str, Any] | None = None
@@ -445,17 +466,15 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             except (urllib.error.URLError, OSError) as error:
                 raise InfluxDBUnavailableError(f"InfluxDB query failed: {error}") from error
 
-        def with_retries() -> dict[str, Any]:
-            for attempt in range(self.max_retries + 1):
-                try:
-                    return attempt_once()
-                except InfluxDBUnavailableError:
-                    if attempt >= self.max_retries:
-                        raise
-                time.sleep(self.backoff_seconds * (2**attempt))
-            raise AssertionError("unreachable")
-
-        payload = self.guarded(with_retries)
+        payload = self.guarded(
+            lambda: call_with_retries(
+                attempt_once,
+                max_retries=self.max_retries,
+                backoff_seconds=self.backoff_seconds,
+                jitter=0.0,
+                retry_on=(InfluxDBUnavailableError,),
+            )
+        )
         result = payload["results"][0]
         if "error" in result:
             raise InfluxQLError(f"InfluxQL error: {result['error']}")
@@ -468,13 +487,12 @@ class InfluxDBResource(ResourceWithBoto3Configuration):
             return "Basic " + base64.b64encode(credentials).decode()
         return f"Token {self.resolved_token()}"
 
-    def teardown_after_execution(self, context: Any) -> None:
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
 
-METRICS_NAMESPACE = "ONS/InfluxDB"
 # Breakers whose transitions already go to CloudWatch: by object, so a breaker made anew for
 # the same URL (after `reset_breakers`) publishes too.
 _PUBLISHED: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()

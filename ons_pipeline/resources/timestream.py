@@ -8,21 +8,26 @@ classified by `ons_pipeline.platform.failures`);
 
 from __future__ import annotations
 
-import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from botocore.exceptions import ClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.parsers import JSONParser, ResponseParserFactory
-from dagster import ConfigurableResource
+from botocore.parsers import JSONParser, ResponseParser, ResponseParserFactory
 from dagster_aws.utils import ResourceWithBoto3Configuration
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from ons_pipeline.platform.failures import TransientError, classify
-from ons_pipeline.resources.aws import build_client
+from ons_pipeline.resources import settings
+from ons_pipeline.resources.aws import CachedClientMixin
+from ons_pipeline.resources.retry import RetryableFault, call_with_retries
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from types_boto3_timestream_query import TimestreamQueryClient
+    from types_boto3_timestream_write import TimestreamWriteClient
 
 
 class QueryResponseParser(JSONParser):
@@ -40,7 +45,7 @@ class QueryResponseParser(JSONParser):
 
 
 class QueryParserFactory(ResponseParserFactory):
-    def create_parser(self, protocol_name: str) -> Any:
+    def create_parser(self, protocol_name: str) -> ResponseParser:
         if protocol_name == "json":
             return QueryResponseParser(**self._defaults)
         return super().create_parser(protocol_name)
@@ -62,19 +67,32 @@ class CallResult:
     rejected: dict[int, str] = field(default_factory=dict)  # record index -> reason
 
 
-class TimestreamResource(ResourceWithBoto3Configuration):
+class TimestreamResource(CachedClientMixin, ResourceWithBoto3Configuration):
     """Timestream database with one table per energy dataset (seed 000's variables)."""
 
+    # One attempt in botocore: this resource retries, and only what is retryable.
+    service: ClassVar[str] = "timestream-write"
+    client_options: ClassVar[Mapping[str, Any]] = {"max_attempts": 1}
+
     database: str = Field(
-        default="ons_energy",
+        default=settings.default("TIMESTREAM_DATABASE"),
         description="TIMESTREAM_DATABASE (or seed 000's TIMESTREAM_DATABASE_NAME).",
     )
-    generation_table: str = Field(default="generation", description="GENERATION_TABLE_NAME.")
-    consumption_table: str = Field(default="consumption", description="CONSUMPTION_TABLE_NAME.")
-    transmission_table: str = Field(default="transmission", description="TRANSMISSION_TABLE_NAME.")
-    max_retries: int = Field(default=3, description="Retries per call (MAX_RETRIES).")
+    generation_table: str = Field(
+        default=settings.default("GENERATION_TABLE_NAME"), description="GENERATION_TABLE_NAME."
+    )
+    consumption_table: str = Field(
+        default=settings.default("CONSUMPTION_TABLE_NAME"), description="CONSUMPTION_TABLE_NAME."
+    )
+    transmission_table: str = Field(
+        default=settings.default("TRANSMISSION_TABLE_NAME"),
+        description="TRANSMISSION_TABLE_NAME.",
+    )
+    max_retries: int = Field(
+        default=settings.default("MAX_RETRIES"), description="Retries per call (MAX_RETRIES)."
+    )
     max_batch_size: int = Field(
-        default=100,
+        default=settings.default("TIMESTREAM_MAX_BATCH_SIZE"),
         ge=1,
         le=100,
         description="Records per WriteRecords call, 1..100 (the API's limit) "
@@ -82,24 +100,17 @@ class TimestreamResource(ResourceWithBoto3Configuration):
     )
     threads: int = Field(default=4, description="Concurrent WriteRecords calls.")
     backoff_seconds: float = Field(default=0.2, description="First retry delay; doubles.")
-    _client: Any = PrivateAttr(default=None)
-    _query_client: Any = PrivateAttr(default=None)
 
-    def get_client(self) -> Any:
-        if self._client is None:
-            # One attempt in botocore: this resource retries, and only what is retryable.
-            self._client = build_client(self, "timestream-write", max_attempts=1)
-        return self._client
+    def get_client(self) -> TimestreamWriteClient:
+        return self.own_client()
 
-    def get_query_client(self) -> Any:
+    def get_query_client(self) -> TimestreamQueryClient:
         """timestream-query (the migration's reads); the caller retries what is retryable."""
-        if self._query_client is None:
-            self._query_client = build_client(
-                self, "timestream-query", max_attempts=1, parser_factory=QueryParserFactory()
-            )
-        return self._query_client
+        return self.extra_client(
+            "timestream-query", max_attempts=1, parser_factory=QueryParserFactory()
+        )
 
-    def set_client(self, client: Any) -> None:
+    def set_client(self, client: TimestreamWriteClient) -> None:
         """Use this client (tests record calls with it)."""
         self._client = client
 
@@ -125,29 +136,27 @@ class TimestreamResource(ResourceWithBoto3Configuration):
 
     def _write_one(
         self,
-        client: Any,
+        client: TimestreamWriteClient,
         table: str,
         index: int,
         common: dict[str, Any],
         records: list[dict[str, Any]],
     ) -> CallResult:
         result = CallResult(call_index=index)
-        attempt = 0
-        while True:
+
+        def attempt() -> CallResult:
             try:
                 client.write_records(
                     DatabaseName=self.database,
                     TableName=table,
-                    CommonAttributes=common,
-                    Records=records,
+                    CommonAttributes=common,  # type: ignore[arg-type]  # built by energy's transform
+                    Records=records,  # type: ignore[arg-type]
                 )
-                result.written = len(records)
-                return result
             except ClientError as error:
                 code = error.response.get("Error", {}).get("Code", "")
                 status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
                 if code == "RejectedRecordsException":
-                    for item in error.response.get("RejectedRecords", []):
+                    for item in error.response.get("RejectedRecords", []):  # type: ignore[attr-defined]  # this error's extra field
                         result.rejected[int(item["RecordIndex"])] = str(item.get("Reason", ""))
                     # Timestream writes the records it did not reject.
                     result.written = len(records) - len(result.rejected)
@@ -158,76 +167,22 @@ class TimestreamResource(ResourceWithBoto3Configuration):
                         f"Timestream WriteRecords to {self.database}.{table} refused "
                         f"({verdict.reason}); not retried: {error}"
                     ) from error
-                problem = f"{code or status}: {error}"
+                raise RetryableFault(f"{code or status}: {error}") from error
             except BotoConnectionError as error:
-                problem = f"connection error: {error}"
-            if attempt >= self.max_retries:
-                raise TimestreamUnavailableError(
-                    f"Timestream WriteRecords to {self.database}.{table} failed after "
-                    f"{attempt + 1} attempts: {problem}"
-                )
-            delay = self.backoff_seconds * (2**attempt)
-            time.sleep(delay + random.uniform(0, delay))  # nosec B311  # backoff jitter, not a secret
-            attempt += 1
+                raise RetryableFault(f"connection error: {error}") from error
+            result.written = len(records)
+            return result
+
+        def retried() -> None:
             result.retries += 1
 
-
-class EnergyStorageResource(ConfigurableResource):
-    """Where the energy loads read processed Parquet and put quarantined rows."""
-
-    processed_bucket: str = Field(description="Bucket the processed energy Parquet lands in.")
-    quarantine_prefix: str = Field(
-        default="quarantine/energy",
-        description="Prefix in the processed bucket for rejected rows, per store and object.",
-    )
-    notification_queue_url: str | None = Field(
-        default=None,
-        description="SQS queue receiving the processed bucket's ObjectCreated notifications "
-        "for `dataset=` objects. When set, the sensor reads new objects from it (O(new)) and "
-        "lists the bucket only to reconcile; unset, every tick lists.",
-    )
-    reconcile_interval_seconds: float = Field(
-        default=3600.0,
-        ge=0,
-        description="How often the sensor lists the `dataset=` prefixes to catch an object "
-        "whose notification was lost (also on its first tick).",
-    )
-
-    sinks: str = Field(
-        default="timestream,influxdb",
-        description="Stores the energy loads write (ONS_ENERGY_SINKS): `timestream,influxdb` "
-        "while both run, `influxdb` after cutover, `timestream` to roll back.",
-    )
-
-    migration_export: str = Field(
-        default="unload",
-        description="How the migration exports a window (ONS_MIGRATION_EXPORT): `unload` "
-        "(UNLOAD to S3 as Parquet) or `query` (Query API pages, the fallback).",
-    )
-    export_bucket: str | None = Field(
-        default=None,
-        description="Bucket for UNLOAD exports (ONS_MIGRATION_EXPORT_BUCKET); unset: the "
-        "processed bucket.",
-    )
-    export_prefix: str = Field(
-        default="exports/timestream",
-        description="Prefix for UNLOAD exports (ONS_MIGRATION_EXPORT_PREFIX); a window's "
-        "objects are deleted once it is validated, and a lifecycle rule expires the rest.",
-    )
-
-    def quarantine_key(self, store: str, key: str) -> str:
-        return f"{self.quarantine_prefix}/{store}/{key}"
-
-    def writes(self, store: str) -> bool:
-        """Whether the loads write `store`.
-
-        Raises:
-            ValueError: `sinks` names no store or one that does not exist.
-        """
-        names = {name.strip() for name in self.sinks.split(",") if name.strip()}
-        if not names or not names <= {"timestream", "influxdb"}:
-            raise ValueError(
-                f"ONS_ENERGY_SINKS={self.sinks!r}: expected `timestream,influxdb`, `influxdb` "
-                "or `timestream`"
-            )
-        return store in names
+        return call_with_retries(
+            attempt,
+            max_retries=self.max_retries,
+            backoff_seconds=self.backoff_seconds,
+            on_retry=retried,
+            exhausted=lambda attempts, fault: TimestreamUnavailableError(
+                f"Timestream WriteRecords to {self.database}.{table} failed after "
+                f"{attempts} attempts: {fault}"
+            ),
+        )

@@ -34,10 +34,12 @@ from ons_pipeline.platform.metadata import (
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     Metric,
+    NotificationQueueResource,
     ObjectStoreResource,
-    build_client,
+    VisitsStorageResource,
 )
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.aws import sharing_session
+from ons_pipeline.resources.defaults import METRICS_NAMESPACE_VISITS
 from ons_pipeline.visits.analytics import (
     average_days_to_qc_by_center,
     latest_event_per_visit,
@@ -54,7 +56,6 @@ from ons_pipeline.visits.storage import (
 )
 
 VISITS_GROUP = "visits"
-METRICS_NAMESPACE_VISITS = "ONS/Visits"
 CHECKPOINT_KEY = AssetKey(["visit_events_checkpoint"])
 LATEST_KEY = AssetKey(["latest_visit_events"])
 MONTHLY_KEY = AssetKey(["monthly_not_pass_qc_by_center"])
@@ -197,7 +198,11 @@ def visit_events_checkpoint(
             run_id=context.run.run_id,
             max_workers=visits_storage.max_workers,
             log=context.log.info,
-            sqs=build_client(s3, "sqs") if locations.notification_queue_url else None,
+            sqs=(
+                sharing_session(NotificationQueueResource, s3).get_client()
+                if locations.notification_queue_url
+                else None
+            ),
             reconcile=config.reconcile,
             notification_clock_margin_s=visits_storage.notification_clock_margin_seconds,
             notification_visibility_s=visits_storage.notification_visibility_seconds,

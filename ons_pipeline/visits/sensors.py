@@ -18,7 +18,7 @@ from dagster import (
 )
 
 from ons_pipeline.resources import ObjectStoreResource
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import VisitsCheckpointConfig, checkpoint_run_config
 from ons_pipeline.visits.jobs import visits_job
 from ons_pipeline.visits.schedules import DEFAULT_SENSOR_STATUS

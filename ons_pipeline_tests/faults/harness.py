@@ -24,7 +24,7 @@ from ons_pipeline.resources import (
     ParameterStoreResource,
     SalesStorageResource,
 )
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.sales.assets import sales_star_schema, totesys_raw
 from ons_pipeline.sales.demo_data import Packet, generate_totesys, land_packets
 from ons_pipeline.sales.schema import STAR_KEYS

@@ -32,7 +32,7 @@ from ons_pipeline.resources import (
     ObjectStoreResource,
     build_client,
 )
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.sales.demo_data import generate_totesys, land_packets
 from ons_pipeline.visits.assets import visit_events_checkpoint
 from ons_pipeline.visits.demo_data import invalid_files, land_files, synthetic_files

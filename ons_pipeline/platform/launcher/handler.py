@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dagster import DagsterInstance, DagsterRunStatus
 from dagster._core.events import EngineEventData
@@ -24,6 +24,9 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import deserialize_value
 
 from ons_pipeline.platform.launcher import payload
+
+if TYPE_CHECKING:
+    from types_boto3_secretsmanager import SecretsManagerClient
 
 logger = logging.getLogger("ons_pipeline.run_worker")
 
@@ -127,7 +130,7 @@ def export_secrets() -> None:
         return
     import boto3
 
-    client = boto3.client("secretsmanager")
+    client: SecretsManagerClient = boto3.client("secretsmanager")
     for name, secret_id in wanted.items():
         os.environ[name] = client.get_secret_value(SecretId=secret_id)["SecretString"]
 

@@ -10,7 +10,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import boto3
 import yaml
@@ -41,6 +41,11 @@ from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
 from ons_pipeline.resources import defaults
+
+if TYPE_CHECKING:
+    from botocore.awsrequest import AWSRequest
+    from types_boto3_lambda import LambdaClient
+    from types_boto3_s3 import S3Client
 
 # Seconds past the invocation's deadline before the health check calls the worker dead: the
 # handler's last event writes may still be in flight when Lambda stops it.
@@ -147,7 +152,13 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
     ) -> Self:
         return cls(inst_data=inst_data, **config_value)
 
-    def _client(self, service: str) -> Any:
+    @overload
+    def _client(self, service: Literal["lambda"]) -> "LambdaClient": ...
+
+    @overload
+    def _client(self, service: Literal["s3"]) -> "S3Client": ...
+
+    def _client(self, service: Literal["lambda", "s3"]) -> "LambdaClient | S3Client":
         """One client per service for the launcher's life (the daemon's), thread-safe."""
         with self._clients_lock:
             if service not in self._clients:
@@ -337,7 +348,7 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         return record.start_time + self.function_timeout_seconds
 
 
-def _send_endpoint_secret(client: Any) -> None:
+def _send_endpoint_secret(client: "LambdaClient | S3Client") -> None:
     """Add the local endpoint's secret (from the environment, as the stack's .env sets it).
 
     Only for an explicit endpoint_url: the local stack's Lambda endpoint refuses callers
@@ -347,7 +358,7 @@ def _send_endpoint_secret(client: Any) -> None:
     if not secret:
         return
 
-    def add_header(request: Any, **_: Any) -> None:
+    def add_header(request: "AWSRequest", **_: Any) -> None:
         request.headers[defaults.LAMBDA_ENDPOINT_SECRET_HEADER] = secret
 
     client.meta.events.register("before-sign.lambda", add_header)

@@ -11,7 +11,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import CHECKPOINT_KEY, visit_events_checkpoint
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet
 from ons_pipeline.visits.demo_data import EventFile, generate_corpus, land_files

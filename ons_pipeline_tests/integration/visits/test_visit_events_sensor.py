@@ -18,7 +18,7 @@ from dagster import (
 )
 
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import visit_events_checkpoint
 from ons_pipeline.visits.demo_data import EventFile, land_files, synthetic_files
 from ons_pipeline.visits.schedules import visits_hourly_schedule

@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, Failure, materialize
 
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
-from ons_pipeline.resources.visits import VisitsStorageResource
+from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import (
     CHECKPOINT_KEY,
     LATEST_KEY,

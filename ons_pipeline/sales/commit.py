@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from dagster import Failure
 
@@ -47,6 +47,8 @@ from ons_pipeline.sales.schema import PACKET_ID, QUARANTINE_SCHEMA, STAR_SCHEMAS
 from ons_pipeline.sales.storage import (
     QUARANTINE_TABLE,
     Manifest,
+    PendingEntry,
+    StarFile,
     load_parquet,
     output_file_key,
     put_parquet_once,
@@ -118,7 +120,9 @@ def publish(
     watermark = newest_update(raw)
     published: dict[str, Published] = {}
     payloads: dict[str, bytes] = {}
-    entry: dict[str, Any] = {"files": {}, "snapshots": {}, "previous_snapshots": {}}
+    files: dict[str, StarFile] = {}
+    snapshots: dict[str, str] = {}
+    previous_snapshots: dict[str, str | None] = {}
     for table, frame in outputs.items():
         snapshot = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
         previous_key = manifest.snapshots.get(table)
@@ -132,30 +136,27 @@ def publish(
         key_of_snapshot = snapshot_key(storage, table, sha256(snapshot))
         # Step 1: unreferenced until the entry names it, so a crash here publishes nothing.
         put_parquet_once(s3, storage, key_of_snapshot, snapshot)
-        entry["files"][table] = {
-            "key": key,
-            "sequence": sequence,
-            "sha256": sha256(data),
-            "rows": rows,
-        }
-        entry["snapshots"][table] = key_of_snapshot
-        entry["previous_snapshots"][table] = previous_key
+        files[table] = StarFile(key=key, sequence=sequence, sha256=sha256(data), rows=rows)
+        snapshots[table] = key_of_snapshot
+        previous_snapshots[table] = previous_key
         payloads[table] = data
         published[table] = Published(len(frame), rows, uri(storage, key), sequence)
     if not payloads:
         return manifest, published
-    manifest.pending = {
-        **entry,
-        "entry": manifest.entry + 1,
-        "watermark": str(watermark),
-        "packets": {
+    manifest.pending = PendingEntry(
+        entry=manifest.entry + 1,
+        watermark=str(watermark),
+        files=files,
+        snapshots=snapshots,
+        previous_snapshots=previous_snapshots,
+        packets={
             table: packet_ranges(raw[table][PACKET_ID].dropna().astype(int).tolist())
             for table in SOURCE_TABLES
         },
-    }
+    )
     _record_intent(s3, storage, manifest)
     for table, data in payloads.items():  # Step 3
-        put_parquet_once(s3, storage, entry["files"][table]["key"], data)
+        put_parquet_once(s3, storage, files[table]["key"], data)
         commit_point("sales.after_first_star_file")
     return commit(log, s3, ssm, storage, manifest), published
 
@@ -168,7 +169,7 @@ def _record_intent(
     try:
         manifest.save(s3, storage)
     except ConcurrentWriteError as error:
-        files = (manifest.pending or {}).get("files", {})
+        files = manifest.pending["files"] if manifest.pending else {}
         sequences = {t: f["sequence"] for t, f in files.items()}
         raise Failure(
             description=f"Another run holds sales manifest entry {manifest.entry + 1} "

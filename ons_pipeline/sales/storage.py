@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final, TypedDict
 
 from dagster import Failure
 
@@ -81,6 +81,26 @@ def uri(storage: SalesStorageResource, key: str) -> str:
     return f"s3://{storage.processed_bucket}/{key}"
 
 
+class StarFile(TypedDict):
+    """One star file a pending entry will publish (its bytes are checked by SHA-256)."""
+
+    key: str
+    sequence: int
+    sha256: str
+    rows: int
+
+
+class PendingEntry(TypedDict):
+    """The write-ahead record of one run's star files, as stored in the manifest's JSON."""
+
+    entry: int
+    watermark: str
+    files: dict[str, StarFile]
+    snapshots: dict[str, str]  # table -> the snapshot after the entry
+    previous_snapshots: dict[str, str | None]  # table -> the snapshot its file is a delta of
+    packets: dict[str, list[list[int]]]  # source table -> packet id ranges covered
+
+
 @dataclass
 class Manifest:
     """The committed state, the pending entry if a run stopped mid-commit, and the read ETag."""
@@ -89,7 +109,7 @@ class Manifest:
     output_sequence: dict[str, int] = field(default_factory=dict)
     snapshots: dict[str, str] = field(default_factory=dict)  # table -> snapshot key
     watermark: str | None = None
-    pending: dict[str, Any] | None = None
+    pending: PendingEntry | None = None
     etag: str | None = None
 
     @classmethod

@@ -1,21 +1,96 @@
-"""Contracts across sales assets, checked on the files the star schema committed."""
+"""Sales contracts: the star step's own checks and the cross-table check on committed files."""
 
+import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
     MetadataValue,
     asset_check,
 )
 
+from ons_pipeline.platform.metadata import markdown_table
 from ons_pipeline.resources import ObjectStoreResource, SalesStorageResource
-from ons_pipeline.sales.assets import STAR_KEYS_BY_TABLE, load_snapshot
-from ons_pipeline.sales.schema import FACT_FOREIGN_KEYS
+from ons_pipeline.sales.schema import FACT_FOREIGN_KEYS, STAR_KEYS, STAR_SCHEMAS
+from ons_pipeline.sales.storage import load_snapshot
+from ons_pipeline.sales.transform import STAR_TABLES
+
+STAR_KEYS_BY_TABLE = {table: AssetKey([table]) for table in STAR_TABLES}
+FACTS_KEY = STAR_KEYS_BY_TABLE["fact_sales_order"]
+ACCOUNTED = ["written", "quarantined", "deduplicated", "superseded"]
+
+
+def star_check_specs() -> list[AssetCheckSpec]:
+    """The checks `sales_star_schema` evaluates in its own step, on the frames it built."""
+    specs = [
+        AssetCheckSpec(
+            "rows_accounted_for",
+            asset=FACTS_KEY,
+            description="Every raw row is written, quarantined, folded as a re-delivery or "
+            "superseded by a newer version: none vanish.",
+        )
+    ]
+    for table in STAR_TABLES:
+        specs += [
+            AssetCheckSpec(
+                "keys_unique",
+                asset=STAR_KEYS_BY_TABLE[table],
+                description=f"{'/'.join(STAR_KEYS[table])} identifies one row.",
+            ),
+            AssetCheckSpec(
+                "required_columns_not_null",
+                asset=STAR_KEYS_BY_TABLE[table],
+                description="No non-nullable column of the contract holds a null.",
+            ),
+        ]
+    return specs
+
+
+def table_checks(table: str, frame: pd.DataFrame) -> list[AssetCheckResult]:
+    """`keys_unique` and `required_columns_not_null` of one star table."""
+    key_columns = list(STAR_KEYS[table])
+    duplicates = int(frame.duplicated(subset=key_columns).sum())
+    required = [f.name for f in STAR_SCHEMAS[table] if not f.nullable]
+    nulls = {column: int(frame[column].isna().sum()) for column in required}
+    nulls = {column: count for column, count in nulls.items() if count}
+    return [
+        AssetCheckResult(
+            check_name="keys_unique",
+            asset_key=STAR_KEYS_BY_TABLE[table],
+            passed=duplicates == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"duplicate_keys": duplicates, "key": ", ".join(key_columns)},
+        ),
+        AssetCheckResult(
+            check_name="required_columns_not_null",
+            asset_key=STAR_KEYS_BY_TABLE[table],
+            passed=not nulls,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={"null_counts": MetadataValue.json(nulls)},
+        ),
+    ]
+
+
+def rows_accounted_for(accounting: pd.DataFrame) -> AssetCheckResult:
+    """Per source table: rows in = written + quarantined + deduplicated + superseded."""
+    balance = accounting["rows_in"] - accounting[ACCOUNTED].sum(axis=1)
+    return AssetCheckResult(
+        check_name="rows_accounted_for",
+        asset_key=FACTS_KEY,
+        passed=bool((balance == 0).all()),
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "accounting": markdown_table(accounting),
+            "unaccounted_rows": int(balance.abs().sum()),
+        },
+    )
 
 
 @asset_check(
-    asset=STAR_KEYS_BY_TABLE["fact_sales_order"],
-    additional_deps=[STAR_KEYS_BY_TABLE[t] for t in STAR_KEYS_BY_TABLE if t != "fact_sales_order"],
+    asset=FACTS_KEY,
+    additional_deps=[key for key in STAR_KEYS_BY_TABLE.values() if key != FACTS_KEY],
     description="Every fact foreign key (staff, counterparty, currency, design, location, "
     "dates) exists in its dimension.",
     blocking=False,

@@ -30,37 +30,50 @@ staged delta) its files are built from instead, and steps 2-5 stay as they are.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from dagster import Failure
+
+from ons_pipeline.platform.faults import commit_point
+from ons_pipeline.resources.aws import ConcurrentWriteError
+from ons_pipeline.sales.outputs import (
+    changed_rows,
+    from_parquet_bytes,
+    newest_update,
+    to_parquet_bytes,
+)
+from ons_pipeline.sales.schema import PACKET_ID, QUARANTINE_SCHEMA, STAR_SCHEMAS
+from ons_pipeline.sales.storage import (
+    QUARANTINE_TABLE,
+    Manifest,
+    PendingEntry,
+    StarFile,
+    load_parquet,
+    output_file_key,
+    put_parquet_once,
+    snapshot_key,
+    uri,
+)
+from ons_pipeline.sales.transform import SOURCE_TABLES
 
 if TYPE_CHECKING:
+    import logging
+    from collections.abc import Mapping
+
+    import pandas as pd
+
     from ons_pipeline.resources import (
         ObjectStoreResource,
         ParameterStoreResource,
         SalesStorageResource,
     )
 
-MANIFEST_VERSION = 2
-QUARANTINE_TABLE = "quarantine"  # a star output with a sequence but no Parameter Store counter
+OUTPUT_SCHEMAS: Final = {**STAR_SCHEMAS, QUARANTINE_TABLE: QUARANTINE_SCHEMA}
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def manifest_key(storage: SalesStorageResource) -> str:
-    return f"{storage.state_prefix}/manifest.json"
-
-
-def legacy_snapshot_key(storage: SalesStorageResource, table: str) -> str:
-    """Where snapshots lived before the protocol (one mutable object per table)."""
-    return f"{storage.state_prefix}/star/{table}.parquet"
-
-
-def snapshot_key(storage: SalesStorageResource, table: str, digest: str) -> str:
-    """Content-addressed: a snapshot object never changes once written."""
-    return f"{storage.state_prefix}/star/{table}/{digest[:32]}.parquet"
 
 
 def packet_ranges(ids: list[int]) -> list[list[int]]:
@@ -74,78 +87,170 @@ def packet_ranges(ids: list[int]) -> list[list[int]]:
     return ranges
 
 
-@dataclass
-class Manifest:
-    """The committed state, the pending entry if a run stopped mid-commit, and the read ETag."""
+@dataclass(frozen=True)
+class Published:
+    """What a run did for one star output: its size, its changed rows and the file if any."""
 
-    entry: int = 0  # number of the last committed entry
-    output_sequence: dict[str, int] = field(default_factory=dict)
-    snapshots: dict[str, str] = field(default_factory=dict)  # table -> snapshot key
-    watermark: str | None = None
-    pending: dict[str, Any] | None = None
-    etag: str | None = None
+    rows: int
+    changed_rows: int
+    uri: str | None = None
+    sequence: int | None = None
 
-    @classmethod
-    def load(cls, s3: ObjectStoreResource, storage: SalesStorageResource) -> Manifest:
-        stored = s3.get_versioned(storage.processed_bucket, manifest_key(storage))
-        if stored is None:
-            return cls()
-        data = json.loads(stored[0])
-        sequences = {k: int(v) for k, v in data.get("output_sequence", {}).items()}
-        if data.get("version") != MANIFEST_VERSION:  # written before the protocol existed
-            snapshots = {t: legacy_snapshot_key(storage, t) for t in sequences}
-            return cls(0, sequences, snapshots, data.get("watermark"), None, stored[1])
-        return cls(
-            entry=int(data["entry"]),
-            output_sequence=sequences,
-            snapshots=dict(data["snapshots"]),
-            watermark=data.get("watermark"),
-            pending=data.get("pending"),
-            etag=stored[1],
+
+def delta(table: str, current: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[int, bytes]:
+    """The changed rows as file bytes.
+
+    A function of the two snapshots only, so a pending entry's file is rebuilt byte for byte
+    from the snapshots it names.
+    """
+    rows = changed_rows(current, previous)
+    return len(rows), to_parquet_bytes(rows, OUTPUT_SCHEMAS[table])
+
+
+def publish(
+    log: logging.Logger,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+    outputs: Mapping[str, pd.DataFrame],
+    raw: Mapping[str, pd.DataFrame],
+) -> tuple[Manifest, dict[str, Published]]:
+    """Steps 1 to 5 for the star outputs built from `raw`; returns the manifest after them."""
+    watermark = newest_update(raw)
+    published: dict[str, Published] = {}
+    payloads: dict[str, bytes] = {}
+    files: dict[str, StarFile] = {}
+    snapshots: dict[str, str] = {}
+    previous_snapshots: dict[str, str | None] = {}
+    for table, frame in outputs.items():
+        snapshot = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
+        previous_key = manifest.snapshots.get(table)
+        previous = load_parquet(s3, storage.processed_bucket, previous_key)
+        rows, data = delta(table, from_parquet_bytes(snapshot), previous)
+        published[table] = Published(len(frame), rows)
+        if not rows or watermark is None:
+            continue
+        sequence = manifest.next_sequence(table)
+        key = output_file_key(storage, table, sequence, watermark)
+        key_of_snapshot = snapshot_key(storage, table, sha256(snapshot))
+        # Step 1: unreferenced until the entry names it, so a crash here publishes nothing.
+        put_parquet_once(s3, storage, key_of_snapshot, snapshot)
+        files[table] = StarFile(key=key, sequence=sequence, sha256=sha256(data), rows=rows)
+        snapshots[table] = key_of_snapshot
+        previous_snapshots[table] = previous_key
+        payloads[table] = data
+        published[table] = Published(len(frame), rows, uri(storage, key), sequence)
+    if not payloads:
+        return manifest, published
+    manifest.pending = PendingEntry(
+        entry=manifest.entry + 1,
+        watermark=str(watermark),
+        files=files,
+        snapshots=snapshots,
+        previous_snapshots=previous_snapshots,
+        packets={
+            table: packet_ranges(raw[table][PACKET_ID].dropna().astype(int).tolist())
+            for table in SOURCE_TABLES
+        },
+    )
+    _record_intent(s3, storage, manifest)
+    for table, data in payloads.items():  # Step 3
+        put_parquet_once(s3, storage, files[table]["key"], data)
+        commit_point("sales.after_first_star_file")
+    return commit(log, s3, ssm, storage, manifest), published
+
+
+def _record_intent(
+    s3: ObjectStoreResource, storage: SalesStorageResource, manifest: Manifest
+) -> None:
+    """Step 2: the write-ahead entry; of two runs on the same state one wins."""
+    commit_point("sales.before_intent")
+    try:
+        manifest.save(s3, storage)
+    except ConcurrentWriteError as error:
+        files = manifest.pending["files"] if manifest.pending else {}
+        sequences = {t: f["sequence"] for t, f in files.items()}
+        raise Failure(
+            description=f"Another run holds sales manifest entry {manifest.entry + 1} "
+            f"(output sequences {sequences}): the manifest changed after this run read "
+            "it, so nothing of this run was published. A retry starts from that run's "
+            "result.",
+            allow_retries=True,
+        ) from error
+    commit_point("sales.after_intent")
+
+
+def recover(
+    log: logging.Logger,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+) -> Manifest:
+    """Bring Parameter Store up to the manifest and finish an entry a stopped run left."""
+    manifest = Manifest.load(s3, storage)
+    behind = sync_parameters(ssm, storage, manifest)
+    if behind:
+        log.warning(
+            f"Parameter Store output_sequence disagreed with the manifest for "
+            f"{behind}; set from the manifest"
         )
+    pending = manifest.pending
+    if pending is None:
+        return manifest
+    log.warning(
+        f"Manifest entry {pending['entry']} was left pending by a stopped run; finishing it "
+        f"(files {sorted(f['key'] for f in pending['files'].values())}) before new packets"
+    )
+    bucket = storage.processed_bucket
+    for table, spec in sorted(pending["files"].items()):
+        current = load_parquet(s3, bucket, pending["snapshots"][table])
+        if current is None:
+            raise Failure(
+                description=f"Snapshot s3://{bucket}/{pending['snapshots'][table]} named by "
+                f"pending manifest entry {pending['entry']} is missing; the entry cannot be "
+                "finished. Restore the object (bucket versioning) before re-running.",
+                allow_retries=False,
+            )
+        previous = load_parquet(s3, bucket, pending["previous_snapshots"].get(table))
+        _, data = delta(table, current, previous)
+        if sha256(data) != spec["sha256"]:
+            raise Failure(
+                description=f"Rebuilt {spec['key']} does not match the SHA-256 its pending "
+                f"manifest entry {pending['entry']} recorded; refusing to publish it.",
+                allow_retries=False,
+            )
+        put_parquet_once(s3, storage, spec["key"], data)
+    return commit(log, s3, ssm, storage, manifest)
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(
-            {
-                "version": MANIFEST_VERSION,
-                "entry": self.entry,
-                "output_sequence": self.output_sequence,
-                "snapshots": self.snapshots,
-                "watermark": self.watermark,
-                "pending": self.pending,
-            },
-            indent=1,
-            sort_keys=True,
-        ).encode()
 
-    def save(self, s3: ObjectStoreResource, storage: SalesStorageResource) -> None:
-        """Conditional on the ETag last read or written (ConcurrentWriteError if it moved)."""
-        self.etag = s3.put_if_match(
-            storage.processed_bucket,
-            manifest_key(storage),
-            self.to_bytes(),
-            "application/json",
-            self.etag,
-        )
-
-    def next_sequence(self, table: str) -> int:
-        return self.output_sequence.get(table, 0) + 1
-
-    def committed(self) -> Manifest:
-        """The manifest once the pending entry is applied (same ETag, for the commit's PUT)."""
-        entry = self.pending
-        if entry is None:
-            return self
-        sequences = dict(self.output_sequence)
-        sequences.update({t: int(f["sequence"]) for t, f in entry["files"].items()})
-        return Manifest(
-            entry=int(entry["entry"]),
-            output_sequence=sequences,
-            snapshots={**self.snapshots, **entry["snapshots"]},
-            watermark=entry["watermark"],
-            pending=None,
-            etag=self.etag,
-        )
+def commit(
+    log: logging.Logger,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+) -> Manifest:
+    """Steps 4 and 5: the pending entry becomes committed, then Parameter Store follows."""
+    committed = manifest.committed()
+    commit_point("sales.before_commit")
+    try:
+        committed.save(s3, storage)
+    except ConcurrentWriteError as error:
+        current = Manifest.load(s3, storage)
+        if current.entry < committed.entry:
+            raise Failure(
+                description=f"Sales manifest entry {committed.entry} could not be committed: "
+                f"another run changed the manifest ({error}). A retry finishes it.",
+                allow_retries=True,
+            ) from error
+        log.info(f"Manifest entry {committed.entry} was committed by another run")
+        return current
+    commit_point("sales.after_commit")
+    sync_parameters(ssm, storage, committed)
+    commit_point("sales.after_parameters")
+    s3.delete_keys(storage.processed_bucket, unreferenced_snapshots(manifest, committed))
+    return committed
 
 
 def sync_parameters(

@@ -7,7 +7,7 @@ from pydantic import Field
 
 
 class VisitsStorageResource(ConfigurableResource):
-    """Defaults for the visits checkpoint run config (the seed's Lambda event fields)."""
+    """The visits locations (the seed's Lambda event fields): runs, sensor, analytics read them."""
 
     source_bucket: str = Field(description="Bucket the visit-event JSON files land in.")
     prefix: str = Field(default="logs/", description="Prefix of the event files in the bucket.")

@@ -292,3 +292,37 @@ def test_crash_between_checkpoint_and_ledger_write_recovers(events: Events) -> N
     assert not frame.duplicated().any()
     assert len(events.ledger()) == 6
     assert all(events.checks(result).values())
+
+
+def test_analytics_read_the_checkpoint_the_resource_names(events: Events) -> None:
+    """Repointed at another checkpoint, the analytics read it, not where the last run wrote."""
+    events.land([file_of(event("P1", "2024-03-01T10:00:00Z"))])
+    assert events.run().success  # the instance now remembers a run that wrote CHECKPOINT
+    moved = "moved/events.parquet"
+    source = {"Bucket": events.state, "Key": CHECKPOINT}
+    events.s3.copy_object(Bucket=events.state, Key=moved, CopySource=source)
+
+    result = materialize(
+        [visit_analytics],
+        resources={
+            "s3": ObjectStoreResource(region_name=REGION),
+            "visits_storage": VisitsStorageResource(
+                source_bucket=events.source, checkpoint_bucket=events.state, checkpoint_key=moved
+            ),
+        },
+        instance=events.instance,
+        raise_on_error=False,
+    )
+
+    assert result.success
+    written = events.s3.list_objects_v2(Bucket=events.state, Prefix="moved/events.analytics/")
+    assert {o["Key"] for o in written.get("Contents", [])} == {
+        f"moved/events.analytics/{name}.parquet"
+        for name in (
+            "latest_visit_events",
+            "monthly_not_pass_qc_by_center",
+            "avg_days_to_qc_by_center",
+        )
+    }
+    old = events.s3.list_objects_v2(Bucket=events.state, Prefix="state/events.analytics/")
+    assert old["KeyCount"] == 0

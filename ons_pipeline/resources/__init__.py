@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import EnvVar
 
@@ -21,6 +21,9 @@ from ons_pipeline.resources.influxdb import InfluxDBResource
 from ons_pipeline.resources.timestream import EnergyStorageResource, TimestreamResource
 from ons_pipeline.resources.visits import VisitsStorageResource
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 __all__ = [
     "AlertsResource",
     "CloudWatchMetricsResource",
@@ -36,31 +39,54 @@ __all__ = [
 ]
 
 
-def _setting(name: str, default: str, *aliases: str) -> Any:
-    """`EnvVar` of the first of `name`, `aliases` the environment sets, else the default.
+def _env_setting(
+    env: Mapping[str, str], literal: bool, name: str, default: str, *aliases: str
+) -> Any:
+    """The first of `name`, `aliases` that `env` sets (`EnvVar`, or its value when `literal`).
 
     Aliases are the seeds' spellings (seed 000's `TIMESTREAM_DATABASE_NAME`).
     """
     for candidate in (name, *aliases):
-        if os.environ.get(candidate):
-            return EnvVar(candidate)
+        if env.get(candidate):
+            return env[candidate] if literal else EnvVar(candidate)
     return default
 
 
-def _backoff() -> dict[str, float]:
+def _backoff(env: Mapping[str, str]) -> dict[str, float]:
     """`backoff_seconds` from `ONS_RETRY_BACKOFF_SECONDS` when set (tests: 0), else the default."""
-    value = os.environ.get("ONS_RETRY_BACKOFF_SECONDS")
+    value = env.get("ONS_RETRY_BACKOFF_SECONDS")
     return {"backoff_seconds": float(value)} if value else {}
 
 
-def default_resources() -> dict[str, Any]:
+def default_resources(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Resources for the local stack and production alike: only the environment differs.
 
-    Endpoint and region come from boto3's own `AWS_ENDPOINT_URL` / `AWS_REGION`; credentials
-    from the standard AWS chain, never from config.
+    From the process environment (default), settings are `EnvVar`s; endpoint and region come
+    from boto3's own `AWS_ENDPOINT_URL` / `AWS_REGION` and credentials from the standard AWS
+    chain, never from config. From an explicit `environ` (the local stack's, for the demo's
+    in-process runs) every value is taken from that mapping, the AWS endpoint and credentials
+    included, so the process environment is neither read nor changed.
     """
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    aws = {"region_name": region or defaults.AWS_REGION}
+    literal = environ is not None
+    env: Mapping[str, str] = os.environ if environ is None else environ
+
+    def _setting(name: str, default: str, *aliases: str) -> Any:
+        return _env_setting(env, literal, name, default, *aliases)
+
+    def _secret(name: str) -> Any:
+        """Secrets only through `EnvVar` from the process environment (never a literal there)."""
+        if not env.get(name):
+            return None
+        return env[name] if literal else EnvVar(name)
+
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    aws: dict[str, Any] = {"region_name": region or defaults.AWS_REGION}
+    if literal:
+        aws |= {
+            "endpoint_url": env.get("AWS_ENDPOINT_URL"),
+            "aws_access_key_id": env.get("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": env.get("AWS_SECRET_ACCESS_KEY"),
+        }
     return {
         "s3": ObjectStoreResource(**aws),
         "ssm": ParameterStoreResource(**aws),
@@ -97,32 +123,28 @@ def default_resources() -> dict[str, Any]:
             generation_table=_setting("GENERATION_TABLE_NAME", "generation"),
             consumption_table=_setting("CONSUMPTION_TABLE_NAME", "consumption"),
             transmission_table=_setting("TRANSMISSION_TABLE_NAME", "transmission"),
-            max_retries=int(os.environ.get("MAX_RETRIES") or 3),
-            **_backoff(),
-            max_batch_size=int(os.environ.get("TIMESTREAM_MAX_BATCH_SIZE") or 100),
+            max_retries=int(env.get("MAX_RETRIES") or 3),
+            **_backoff(env),
+            max_batch_size=int(env.get("TIMESTREAM_MAX_BATCH_SIZE") or 100),
         ),
         "influxdb": InfluxDBResource(
             **aws,
             url=_setting("INFLUXDB_URL", "http://127.0.0.1:8187"),
             org=_setting("INFLUXDB_ORG", defaults.INFLUXDB_ORG),
             # The token only through EnvVar; otherwise from Secrets Manager by name (seed 001).
-            token=EnvVar("INFLUXDB_TOKEN") if os.environ.get("INFLUXDB_TOKEN") else None,
+            token=_secret("INFLUXDB_TOKEN"),
             token_secret_name=_setting("INFLUXDB_TOKEN_SECRET_NAME", "ons/influxdb/token"),
             query_url=_setting("INFLUXDB_QUERY_URL", "") or None,
             # InfluxQL reads from a 1.x influxd log in as its user (the local stack's).
             query_username=_setting("INFLUXDB_QUERY_USERNAME", "") or None,
-            query_password=(
-                EnvVar("INFLUXDB_QUERY_PASSWORD")
-                if os.environ.get("INFLUXDB_QUERY_PASSWORD")
-                else None
-            ),
+            query_password=_secret("INFLUXDB_QUERY_PASSWORD"),
             bucket=_setting("INFLUXDB_BUCKET", "") or None,
-            max_batch_size=int(os.environ.get("MAX_BATCH_SIZE") or 5000),
-            max_retries=int(os.environ.get("MAX_RETRIES") or 3),
-            write_concurrency=int(os.environ.get("INFLUXDB_WRITE_CONCURRENCY") or 4),
+            max_batch_size=int(env.get("MAX_BATCH_SIZE") or 5000),
+            max_retries=int(env.get("MAX_RETRIES") or 3),
+            write_concurrency=int(env.get("INFLUXDB_WRITE_CONCURRENCY") or 4),
             gzip_level=_setting("INFLUXDB_GZIP_LEVEL", "auto"),
-            enable_validation=os.environ.get("ENABLE_VALIDATION", "true").lower() != "false",
-            drop_invalid_records=os.environ.get("DROP_INVALID_RECORDS", "true").lower() != "false",
-            **_backoff(),
+            enable_validation=env.get("ENABLE_VALIDATION", "true").lower() != "false",
+            drop_invalid_records=env.get("DROP_INVALID_RECORDS", "true").lower() != "false",
+            **_backoff(env),
         ),
     }

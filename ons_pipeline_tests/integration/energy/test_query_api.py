@@ -217,7 +217,7 @@ def _influx_env() -> dict[str, str]:
 @contextmanager
 def influxd_stopped(stack: LocalStack) -> Iterator[None]:
     """Really stop the stack's influxd; start it again (same data, same port) after."""
-    proc = stack._procs["influxd"]
+    proc = stack.processes.procs["influxd"]
     argv = list(proc.args)  # type: ignore[arg-type]
     proc.terminate()
     try:
@@ -228,8 +228,8 @@ def influxd_stopped(stack: LocalStack) -> Iterator[None]:
     try:
         yield
     finally:
-        stack._spawn("influxd", argv, env=_influx_env())
-        stack._wait_ready("influxd", f"{stack.influxd_url}/ping", (204,))
+        stack.processes.spawn("influxd", argv, env=_influx_env())
+        stack.processes.wait_ready("influxd", f"{stack.influxd_url}/ping", (204,))
 
 
 def wait_for_backend(url: str, backend: str) -> dict[str, Any]:

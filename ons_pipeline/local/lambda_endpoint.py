@@ -14,7 +14,7 @@ caller that sends the endpoint's secret in the ``X-Ons-Lambda-Secret`` header (4
 the secret is ``ONS_LAMBDA_ENDPOINT_SECRET`` from its environment (the local stack makes one
 per stack and hands it to the launcher the same way), or a random one it makes itself.
 
-Start it with ``python -m ons_pipeline.platform.launcher.local_lambda --port N``; the local
+Start it with ``python -m ons_pipeline.local.lambda_endpoint --port N``; the local
 stack does (``ONS_LAMBDA_ENDPOINT_URL``).
 """
 
@@ -43,7 +43,7 @@ from ons_pipeline.platform.launcher import payload
 from ons_pipeline.resources import defaults
 
 HANDLER = "ons_pipeline.platform.launcher.handler.handler"
-_MODULE = "ons_pipeline.platform.launcher.local_lambda"  # __name__ is __main__ under -m
+_MODULE = "ons_pipeline.local.lambda_endpoint"  # __name__ is __main__ under -m
 ACCOUNT_ID = "123456789012"
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 _CONFIG_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration/?$")

@@ -38,9 +38,9 @@ import numpy as np
 import pandas as pd
 
 from ons_pipeline.energy.api import InfluxTemplates, service_from_env
-from ons_pipeline.energy.demo_data import to_parquet
 from ons_pipeline.energy.query.templates import parse_template
 from ons_pipeline.energy.transform import batch_bodies, body_of, line_chunks, prepare
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.local.query_api import start_api
 from ons_pipeline.local.stack import LocalStack, free_port
 

@@ -46,7 +46,7 @@ def _peak_rss_gb() -> float:
 
 def generate(directory: Path, orders: int) -> dict[str, int]:
     """Write a clean corpus of `orders` order versions as packet files under `directory`."""
-    from ons_pipeline.sales.demo_data import generate_totesys
+    from ons_pipeline.local.demo.sales_data import generate_totesys
 
     corpus = generate_totesys(orders, packets_per_table=4, seed=11, bad_rows=False)
     for packet in corpus.packets:

@@ -126,7 +126,7 @@ def notify_on_create(s3: object, sqs: object, queue_url: str) -> None:
 
 
 def upload(client: object, files: list, label: str) -> None:
-    from ons_pipeline.visits.demo_data import land_files
+    from ons_pipeline.local.demo.visits_data import land_files
 
     started = time.perf_counter()
     land_files(client, BUCKET, files, workers=32)
@@ -156,8 +156,8 @@ def main() -> int:
     import boto3
     from botocore.config import Config
 
+    from ons_pipeline.local.demo.visits_data import synthetic_files
     from ons_pipeline.local.stack import LocalStack
-    from ons_pipeline.visits.demo_data import synthetic_files
 
     with tempfile.TemporaryDirectory() as state, LocalStack(Path(state)) as stack:
         os.environ.update(stack.env)

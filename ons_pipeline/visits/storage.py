@@ -143,19 +143,6 @@ class CheckpointOutcome:
         return self.files_valid - self.new_events_processed
 
 
-def read_object(client: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
-    """(bytes, ETag) through a raw client, None if missing: kept for the local demo only.
-
-    The pipeline reads through `ObjectStoreResource.get_versioned`; remove this once the demo
-    does too.
-    """
-    try:
-        response = client.get_object(Bucket=bucket, Key=key)
-    except client.exceptions.NoSuchKey:
-        return None
-    return response["Body"].read(), response["ETag"]
-
-
 KEYS_PER_RANGE = 900  # ledger keys per listing range: with a few new files, one page each
 LISTING_WORKERS = 16
 

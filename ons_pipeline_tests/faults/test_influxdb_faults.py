@@ -17,8 +17,8 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points
-from ons_pipeline.energy.demo_data import to_parquet
 from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,

@@ -10,7 +10,6 @@ import json
 import uuid
 from collections import Counter
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import boto3
 import numpy as np
@@ -18,15 +17,12 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources, run_energy_demo
-from ons_pipeline.energy.demo_data import BUILDERS, demo_days, object_key, to_parquet
 from ons_pipeline.energy.schema import ObjectRef, objects_from_event, objects_from_message
 from ons_pipeline.energy.sensors import energy_object_sensor
+from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
+from ons_pipeline.local.demo.energy_data import BUILDERS, demo_days, object_key, to_parquet
 from ons_pipeline.local.stack import announce_objects
 from ons_pipeline.resources import EnergyStorageResource
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +43,7 @@ class Arrivals:
         self.queue = announce_objects(
             self.s3, self.sqs, self.bucket, f"energy-{suffix}", "dataset="
         )
-        self.resources = demo_resources(stack_env)
+        self.resources = stack_resources(stack_env)
         self.resources["energy_storage"] = EnergyStorageResource(
             processed_bucket=self.bucket, notification_queue_url=self.queue
         )
@@ -139,11 +135,10 @@ def test_a_purged_queue_is_caught_by_the_reconcile(stack_env: dict[str, str]) ->
 
 
 def test_switching_the_sensor_on_after_the_demo_reloads_nothing(
-    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack_env: dict[str, str],
 ) -> None:
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    assert run_energy_demo(stack_env, days=3) == 0
-    instance = DagsterInstance.get()
+    instance = DagsterInstance.ephemeral()
+    assert run_energy_demo(stack_definitions(stack_env), instance, days=3) == 0
     storage = EnergyStorageResource(
         processed_bucket=stack_env["ONS_PROCESSED_BUCKET"],
         notification_queue_url=stack_env["ONS_ENERGY_QUEUE_URL"],
@@ -154,7 +149,7 @@ def test_switching_the_sensor_on_after_the_demo_reloads_nothing(
     s3.put_object(Bucket=storage.processed_bucket, Key=new, Body=to_parquet(frame))
     context = build_sensor_context(
         instance=instance,
-        resources={"s3": demo_resources(stack_env)["s3"], "energy_storage": storage},
+        resources={"s3": stack_resources(stack_env)["s3"], "energy_storage": storage},
     )
     result = energy_object_sensor(context)
     assert [r.partition_key for r in result.run_requests] == [new]

@@ -22,9 +22,9 @@ from ons_pipeline.energy.assets import (
     readback_counts,
     timestream_records,
 )
-from ons_pipeline.energy.demo_data import to_parquet
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.energy.transform import expected_series_counts, prepare
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,

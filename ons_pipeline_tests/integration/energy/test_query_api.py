@@ -23,10 +23,10 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources, run_energy_demo
-from ons_pipeline.energy.demo_data import demo_days, to_parquet
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.energy.query.breaker import reset_breakers
+from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
+from ons_pipeline.local.demo.energy_data import demo_days, to_parquet
 from ons_pipeline.local.query_api import ApiProcess, start_api
 from ons_pipeline.local.stack import LocalStack, StackError, free_port
 from ons_pipeline.resources import InfluxDBResource
@@ -146,8 +146,8 @@ def extra_generation() -> pd.DataFrame:
 def loaded(stack: LocalStack) -> dict[str, str]:
     """The demo's two days plus an awkward file, loaded through the energy assets."""
     env = stack.env
-    assert run_energy_demo(env, days=2) == 0
-    resources = demo_resources(env)
+    assert run_energy_demo(stack_definitions(env), DagsterInstance.ephemeral(), days=2) == 0
+    resources = stack_resources(env)
     resources["s3"].put_bytes(
         resources["energy_storage"].processed_bucket,
         EXTRA_KEY,
@@ -217,7 +217,7 @@ def _influx_env() -> dict[str, str]:
 @contextmanager
 def influxd_stopped(stack: LocalStack) -> Iterator[None]:
     """Really stop the stack's influxd; start it again (same data, same port) after."""
-    proc = stack._procs["influxd"]
+    proc = stack.processes.procs["influxd"]
     argv = list(proc.args)  # type: ignore[arg-type]
     proc.terminate()
     try:
@@ -228,8 +228,8 @@ def influxd_stopped(stack: LocalStack) -> Iterator[None]:
     try:
         yield
     finally:
-        stack._spawn("influxd", argv, env=_influx_env())
-        stack._wait_ready("influxd", f"{stack.influxd_url}/ping", (204,))
+        stack.processes.spawn("influxd", argv, env=_influx_env())
+        stack.processes.wait_ready("influxd", f"{stack.influxd_url}/ping", (204,))
 
 
 def wait_for_backend(url: str, backend: str) -> dict[str, Any]:

@@ -12,8 +12,8 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources
-from ons_pipeline.energy.demo_data import to_parquet
+from ons_pipeline.local.demo.driver import stack_resources
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import EnergyStorageResource, TimestreamResource
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,7 @@ class Processed:
         self.s3.create_bucket(
             Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
-        self.resources = demo_resources(stack_env)
+        self.resources = stack_resources(stack_env)
         self.resources["energy_storage"] = EnergyStorageResource(processed_bucket=self.bucket)
         self.resources["influxdb"] = self.resources["influxdb"].model_copy(
             update={"bucket": f"rejections_{suffix}"}

@@ -7,8 +7,8 @@ import uuid
 import boto3
 import pytest
 
+from ons_pipeline.local.demo.visits_data import generate_corpus, land_files
 from ons_pipeline.resources import ObjectStoreResource
-from ons_pipeline.visits.demo_data import generate_corpus, land_files
 from ons_pipeline.visits.storage import key_ranges, list_event_objects
 
 pytestmark = pytest.mark.integration

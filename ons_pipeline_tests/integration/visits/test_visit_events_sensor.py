@@ -17,10 +17,10 @@ from dagster import (
     materialize,
 )
 
+from ons_pipeline.local.demo.visits_data import EventFile, land_files, synthetic_files
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import visit_events_checkpoint
-from ons_pipeline.visits.demo_data import EventFile, land_files, synthetic_files
 from ons_pipeline.visits.schedules import visits_hourly_schedule
 from ons_pipeline.visits.sensors import visit_events_sensor
 

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from dagster import DagsterInstance, Failure, materialize
 
+from ons_pipeline.local.demo.visits_data import EventFile, event_key, generate_corpus, land_files
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import (
@@ -22,7 +23,6 @@ from ons_pipeline.visits.assets import (
     visit_events_checkpoint,
 )
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet, ledger_from_parquet
-from ons_pipeline.visits.demo_data import EventFile, event_key, generate_corpus, land_files
 from ons_pipeline.visits.schema import EVENT_COLUMNS
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from dagster import DagsterInstance, materialize
 from moto import mock_aws
 
 from ons_pipeline.energy import assets
-from ons_pipeline.energy.demo_data import to_parquet
 from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ons_pipeline.energy.demo_data import to_parquet
 from ons_pipeline.energy.schema import FileRejectedError
 from ons_pipeline.energy.transform import (
     MAX_RECORDS_PER_CALL,
@@ -23,6 +22,7 @@ from ons_pipeline.energy.transform import (
     read_parquet,
     timestream_calls,
 )
+from ons_pipeline.local.demo.energy_data import to_parquet
 
 T0 = "2024-01-01T00:00:00Z"
 

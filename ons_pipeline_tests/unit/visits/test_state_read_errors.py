@@ -16,8 +16,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
+from ons_pipeline.local.demo.visits_data import land_files, synthetic_files
 from ons_pipeline.resources import ObjectStoreResource
-from ons_pipeline.visits.demo_data import land_files, synthetic_files
 from ons_pipeline.visits.storage import ConcurrentCheckpointError, Locations, run_checkpoint
 
 if TYPE_CHECKING:

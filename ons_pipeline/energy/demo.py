@@ -16,7 +16,7 @@ from ons_pipeline.energy.assets import (
     timestream_records,
 )
 from ons_pipeline.energy.demo_data import demo_days, generate_demo_files
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
 from ons_pipeline.energy.schema import MEASUREMENT, detect_dataset
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
@@ -59,7 +59,7 @@ def demo_resources(stack_env: dict[str, str]) -> dict[str, Any]:
     }
 
 
-# The quickstart's fixed dates, so the object keys (the partition keys) README's CLI
+# The quickstart's fixed dates, so the partition keys README's CLI
 # commands name exist after every `ons-stack demo`. Seven-year bucket retention keeps them.
 DEMO_LAST_DAY = datetime(2026, 11, 21, tzinfo=UTC)
 
@@ -82,16 +82,17 @@ def run_energy_demo(
         s3.put_bytes(bucket, key, body, "application/vnd.apache.parquet")
     _say(
         f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/; each "
-        "object key below is an energy partition key (dagster ... --partition '<key>')"
+        "file below is named by its energy partition key (dagster ... --partition '<key>')"
     )
     try:  # the quickstart's instance (DAGSTER_HOME), so the runs show in the UI
         instance = DagsterInstance.get()
     except DagsterHomeNotSetError:
         instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(energy_objects_partitions.name, list(files))
+    partition_keys = [partition_key_for(key) for key in files]
+    instance.add_dynamic_partitions(energy_objects_partitions.name, partition_keys)
     totals = {"points": 0, "records": 0, "rejected": 0}
     failed = 0
-    for key in files:
+    for key in partition_keys:
         result = materialize(
             [influxdb_points, timestream_records],
             partition_key=key,

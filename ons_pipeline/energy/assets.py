@@ -27,7 +27,7 @@ from dagster import (
 )
 
 from ons_pipeline.energy.migration.cutover import skipped_by_sinks
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import energy_objects_partitions, object_key_for
 from ons_pipeline.energy.schema import (
     COLUMN_DESCRIPTIONS,
     MEASUREMENT,
@@ -285,7 +285,7 @@ def influxdb_points(
 ) -> Any:
     """Energy series from one processed Parquet object as InfluxDB points, for dashboards."""
     started = time.monotonic()
-    key = context.partition_key
+    key = object_key_for(context.partition_key)
     if not energy_storage.writes("influxdb"):
         yield skipped_by_sinks(context, energy_storage, "influxdb")
         return
@@ -455,7 +455,7 @@ def timestream_records(
 ) -> Any:
     """Energy series from one processed Parquet object as Timestream records (seed 000)."""
     started = time.monotonic()
-    key = context.partition_key
+    key = object_key_for(context.partition_key)
     if not energy_storage.writes("timestream"):
         yield skipped_by_sinks(context, energy_storage, "timestream")
         return

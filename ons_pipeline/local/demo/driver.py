@@ -24,7 +24,7 @@ from ons_pipeline.energy.assets import (
     influxdb_points,
     timestream_records,
 )
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
 from ons_pipeline.energy.schema import MEASUREMENT, detect_dataset
 from ons_pipeline.local.demo.energy_data import demo_days, generate_demo_files
 from ons_pipeline.local.demo.sales_data import generate_totesys, land_packets
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 DEMO_ORDER_VERSIONS = 5_000
 DEMO_VISITS = 400
-# The quickstart's fixed dates, so the object keys (the partition keys) README's CLI
+# The quickstart's fixed dates, so the partition keys README's CLI
 # commands name exist after every `ons-stack demo`. Seven-year bucket retention keeps them.
 DEMO_LAST_DAY = datetime(2026, 11, 21, tzinfo=UTC)
 VISITS_STATS = (
@@ -192,12 +192,13 @@ def run_energy_demo(
         s3.put_bytes(bucket, key, body, "application/vnd.apache.parquet")
     _say(
         f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/; each "
-        "object key below is an energy partition key (dagster ... --partition '<key>')"
+        "file below is named by its energy partition key (dagster ... --partition '<key>')"
     )
-    instance.add_dynamic_partitions(energy_objects_partitions.name, list(files))
+    partition_keys = [partition_key_for(key) for key in files]
+    instance.add_dynamic_partitions(energy_objects_partitions.name, partition_keys)
     totals = {"points": 0, "records": 0, "rejected": 0}
     failed = 0
-    for key in files:
+    for key in partition_keys:
         result = materialize(
             [influxdb_points, timestream_records],
             partition_key=key,

@@ -17,6 +17,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.partitions import object_key_for, partition_key_for
 from ons_pipeline.energy.schema import ObjectRef, objects_from_event, objects_from_message
 from ons_pipeline.energy.sensors import energy_object_sensor
 from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
@@ -74,7 +75,7 @@ class Arrivals:
         return result
 
     def load(self, result: SensorResult | SkipReason) -> list[str]:
-        """Run what the tick asked for, as the daemon would; the keys requested."""
+        """Run what the tick asked for, as the daemon would; the objects requested."""
         for request in getattr(result, "dynamic_partitions_requests", None) or []:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
@@ -88,8 +89,8 @@ class Arrivals:
                 instance=self.instance,
             )
             assert run.success
-            self.loads[key] += 1
-        return keys
+            self.loads[object_key_for(key)] += 1
+        return [object_key_for(key) for key in keys]
 
     def waiting(self) -> int:
         attributes = self.sqs.get_queue_attributes(
@@ -119,6 +120,9 @@ def test_late_out_of_order_and_back_dated_keys_are_loaded_exactly_once(
     assert sorted(feed.load(feed.tick(feed.cursor))) == sorted([back_dated, other, late])
     assert feed.load(feed.tick(feed.cursor)) == []
     assert feed.loads == {key: 1 for key in (newest, back_dated, other, late)}
+    assert sorted(feed.instance.get_dynamic_partitions("energy_processed_objects")) == sorted(
+        partition_key_for(key) for key in (newest, back_dated, other, late)
+    )
     assert feed.waiting() == 0, "every announcement was deleted once its partition existed"
 
 
@@ -152,7 +156,7 @@ def test_switching_the_sensor_on_after_the_demo_reloads_nothing(
         resources={"s3": stack_resources(stack_env)["s3"], "energy_storage": storage},
     )
     result = energy_object_sensor(context)
-    assert [r.partition_key for r in result.run_requests] == [new]
+    assert [r.partition_key for r in result.run_requests] == [partition_key_for(new)]
     s3.delete_object(Bucket=storage.processed_bucket, Key=new)
 
 

@@ -23,7 +23,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
 from ons_pipeline.energy.query.breaker import reset_breakers
 from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
 from ons_pipeline.local.demo.energy_data import demo_days, to_parquet
@@ -155,10 +155,10 @@ def loaded(stack: LocalStack) -> dict[str, str]:
         "application/vnd.apache.parquet",
     )
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(energy_objects_partitions.name, [EXTRA_KEY])
+    instance.add_dynamic_partitions(energy_objects_partitions.name, [partition_key_for(EXTRA_KEY)])
     result = materialize(
         [influxdb_points, timestream_records],
-        partition_key=EXTRA_KEY,
+        partition_key=partition_key_for(EXTRA_KEY),
         resources=resources,
         instance=instance,
     )

@@ -12,6 +12,7 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.partitions import partition_key_for
 from ons_pipeline.local.demo.driver import stack_resources
 from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import EnergyStorageResource, TimestreamResource
@@ -40,10 +41,10 @@ class Processed:
 
     def load(self, key: str, body: bytes, assets: list[Any], **resources: Any) -> Any:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        self.instance.add_dynamic_partitions("energy_processed_objects", [key])
+        self.instance.add_dynamic_partitions("energy_processed_objects", [partition_key_for(key)])
         return materialize(
             assets,
-            partition_key=key,
+            partition_key=partition_key_for(key),
             resources={**self.resources, **resources},
             instance=self.instance,
             raise_on_error=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ from botocore.exceptions import ClientError
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.partitions import partition_key_for
 from ons_pipeline.energy.sensors import energy_object_sensor
 from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
 from ons_pipeline.local.demo.energy_data import BUILDERS, demo_days, object_key, to_parquet
@@ -92,6 +94,13 @@ def test_demo_loads_both_stores(
     out = capsys.readouterr().out
     assert "0 files failed" in out
     assert "generation_data" in out
+    # Each file is named by the partition key the CLI takes (--partition '<key>').
+    printed = re.findall(r"^  (\S+): \d+ InfluxDB points", out, flags=re.MULTILINE)
+    day = demo_days(1)[0]
+    assert sorted(printed) == sorted(
+        partition_key_for(object_key(dataset, day)) for dataset in BUILDERS
+    )
+    assert all(re.fullmatch(r"[a-z]+/\d{4}-\d{2}/[a-z]+_\d{8}", key) for key in printed)
 
 
 class RejectingClient:
@@ -148,10 +157,10 @@ def test_timestream_rejections_map_back_to_rows_and_quarantine(
             return rejecting
 
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("energy_processed_objects", [key])
+    instance.add_dynamic_partitions("energy_processed_objects", [partition_key_for(key)])
     run = materialize(
         [timestream_records],
-        partition_key=key,
+        partition_key=partition_key_for(key),
         instance=instance,
         resources={
             "s3": ObjectStoreResource(region_name=REGION),

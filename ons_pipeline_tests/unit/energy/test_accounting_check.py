@@ -11,7 +11,7 @@ from dagster import DagsterInstance, materialize
 from moto import mock_aws
 
 from ons_pipeline.energy import assets
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
 from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
@@ -56,10 +56,10 @@ def aws() -> Iterator[None]:
 
 def accounting(aws: None) -> tuple[bool, dict[str, Any]]:
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(energy_objects_partitions.name, [KEY])
+    instance.add_dynamic_partitions(energy_objects_partitions.name, [partition_key_for(KEY)])
     result = materialize(
         [assets.timestream_records],
-        partition_key=KEY,
+        partition_key=partition_key_for(KEY),
         instance=instance,
         resources={
             "s3": ObjectStoreResource(region_name=REGION),

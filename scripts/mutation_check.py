@@ -66,7 +66,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: Timestream cap 101",
-        "ons_pipeline/energy/transform.py",
+        "ons_pipeline/energy/timestream_records.py",
         "MAX_RECORDS_PER_CALL: Final = 100",
         "MAX_RECORDS_PER_CALL: Final = 101",
         (f"{U}/energy/test_timestream_limit.py", f"{U}/energy/test_transform.py"),
@@ -186,7 +186,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: InfluxDB batches one line short",
-        "ons_pipeline/energy/transform.py",
+        "ons_pipeline/energy/line_protocol.py",
         "for start in range(0, len(lines), batch_size):\n"
         "        stop = min(start + batch_size, len(lines))",
         "for start in range(0, len(lines), batch_size):\n"

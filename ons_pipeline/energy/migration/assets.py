@@ -54,7 +54,7 @@ from ons_pipeline.energy.migration.validate import (
 )
 from ons_pipeline.energy.migration.window import WindowOutcome, migrate_window, overlapped
 from ons_pipeline.energy.schema import COLUMN_DESCRIPTIONS, DATASETS, MEASUREMENT, PROCESSED_SCHEMA
-from ons_pipeline.energy.transform import quarantine_parquet
+from ons_pipeline.energy.storage import write_quarantine
 from ons_pipeline.platform.metadata import OWNERS, asset_tags, column_schema_metadata
 from ons_pipeline.resources import (
     EnergyStorageResource,
@@ -199,19 +199,14 @@ def _check_one(
     day, outcome, mode = written.day, written.outcome, written.mode
     with _window_failures(dataset, day):
         diffs, check_metadata = compare_window(timestream, influxdb, dataset, written.window)
-    quarantine_key = energy_storage.quarantine_key("migration", f"{dataset}/{day}.parquet")
     quarantine = outcome.quarantine()
-    if len(quarantine):
-        s3.put_bytes(
-            energy_storage.processed_bucket,
-            quarantine_key,
-            quarantine_parquet(quarantine.assign(_row=range(len(quarantine)))),
-            "application/vnd.apache.parquet",
-        )
-        quarantine_uri = f"s3://{energy_storage.processed_bucket}/{quarantine_key}"
-    else:
-        s3.get_client().delete_object(Bucket=energy_storage.processed_bucket, Key=quarantine_key)
-        quarantine_uri = "none: every record mapped"
+    quarantine_uri = write_quarantine(
+        s3,
+        energy_storage,
+        "migration",
+        f"{dataset}/{day}.parquet",
+        quarantine.assign(_row=range(len(quarantine))),
+    )
     accounted = outcome.records == outcome.written.lines_written + outcome.rejected
     passed = accounted and not diffs
     export_uri = "none: exported through Query pages"
@@ -228,7 +223,7 @@ def _check_one(
         "points_written": outcome.written.lines_written,
         "quarantined": outcome.rejected,
         "quarantined_by_reason": MetadataValue.json(outcome.rejected_by_reason()),
-        "quarantine_uri": MetadataValue.path(quarantine_uri),
+        "quarantine_uri": MetadataValue.path(quarantine_uri or "none: every record mapped"),
         "export_mode": mode,
         "export": export_uri,
         "query_pages": outcome.pages,

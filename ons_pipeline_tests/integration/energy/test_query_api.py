@@ -25,6 +25,7 @@ from dagster import DagsterInstance, materialize
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
 from ons_pipeline.energy.demo import demo_resources, run_energy_demo
 from ons_pipeline.energy.demo_data import demo_days, to_parquet
+from ons_pipeline.energy.line_protocol import LineProtocolBatches, lines_of_body
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.energy.query.breaker import reset_breakers
 from ons_pipeline.local.query_api import ApiProcess, start_api
@@ -535,7 +536,7 @@ def test_influxd_honours_bind_parameters_for_tags_and_time_bounds(stack: LocalSt
         f"m,region=SE/CO v=4 {t0 + 1}\n"
         f"m,region=a v=5 {t0 + 1}\n"
     ).encode()
-    influxdb.write_lines("bind_check", iter([(0, 5, body)]), lambda lo, hi: body)
+    influxdb.write_lines("bind_check", LineProtocolBatches([lines_of_body(body)], 5))
     statement = 'SELECT "v" FROM "m" WHERE "region" = $region AND time >= $start AND time < $stop'
 
     quoted = influxdb.influxql(

@@ -99,7 +99,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: rows-accounted-for always passes",
-        "ons_pipeline/energy/assets.py",
+        "ons_pipeline/energy/checks.py",
         "passed=rows == written + deduplicated + rejected,",
         "passed=True,",
         (f"{U}/energy/test_accounting_check.py",),
@@ -196,7 +196,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: readback accepts fewer values than written",
-        "ons_pipeline/energy/assets.py",
+        "ons_pipeline/energy/readback.py",
         "            if got < count:\n",
         "            if got < count - 1:\n",
         (f"{U}/energy/test_readback.py", f"{I}/energy/test_energy_load.py"),

@@ -71,6 +71,8 @@ class PreparedFile:
 
     def without(self, positions: np.ndarray) -> PreparedFile:
         """The file as if the accepted rows at `positions` had never been accepted."""
+        if not len(positions):
+            return self
         kept = np.setdiff1d(np.arange(len(self.accepted)), positions)
         return replace(self, accepted=self.accepted.iloc[kept])
 

@@ -154,6 +154,7 @@ class LineProtocolBatches:
     flight, so conversion overlaps the writes; a batch never straddles two parts. Batch
     positions count lines across all parts. When InfluxDB refuses a batch, the resource asks
     `split` for the body of a sub-range, which is rebuilt from the part still held here.
+    One write iterates it once; the parts are held until the object is dropped.
     """
 
     def __init__(self, parts: Iterable[pa.Array], batch_size: int) -> None:

@@ -33,14 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ons_pipeline.energy.line_protocol import batch_bodies, line_chunks
 from ons_pipeline.energy.schema import DIMENSION, MEASUREMENT
-from ons_pipeline.energy.transform import (
-    batch_bodies,
-    line_chunks,
-    prepare,
-    read_parquet,
-    timestream_calls,
-)
+from ons_pipeline.energy.timestream_records import timestream_calls
+from ons_pipeline.energy.validation import prepare, read_parquet
 from ons_pipeline.local.demo.energy_data import to_parquet
 
 ROW_GROUP = 131_072
@@ -212,7 +208,7 @@ def ceiling(env: dict[str, str], bucket: str, bodies: list[bytes], writers: int)
 
 def readback_queries(influx: Any, bucket: str, prepared: Any) -> tuple[float, float, int]:
     """Seconds for the check's one grouped query and for one query per series, same window."""
-    from ons_pipeline.energy.assets import readback_counts, readback_statement
+    from ons_pipeline.energy.readback import readback_counts, readback_statement
     from ons_pipeline.resources.influxql import quote_identifier
 
     statement, params = readback_statement(prepared)

@@ -66,7 +66,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: Timestream cap 101",
-        "ons_pipeline/energy/transform.py",
+        "ons_pipeline/energy/timestream_records.py",
         "MAX_RECORDS_PER_CALL: Final = 100",
         "MAX_RECORDS_PER_CALL: Final = 101",
         (f"{U}/energy/test_timestream_limit.py", f"{U}/energy/test_transform.py"),
@@ -100,7 +100,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: rows-accounted-for always passes",
-        "ons_pipeline/energy/assets.py",
+        "ons_pipeline/energy/checks.py",
         "passed=rows == written + deduplicated + rejected,",
         "passed=True,",
         (f"{U}/energy/test_accounting_check.py",),
@@ -187,7 +187,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: InfluxDB batches one line short",
-        "ons_pipeline/energy/transform.py",
+        "ons_pipeline/energy/line_protocol.py",
         "for start in range(0, len(lines), batch_size):\n"
         "        stop = min(start + batch_size, len(lines))",
         "for start in range(0, len(lines), batch_size):\n"
@@ -197,7 +197,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: readback accepts fewer values than written",
-        "ons_pipeline/energy/assets.py",
+        "ons_pipeline/energy/readback.py",
         "            if got < count:\n",
         "            if got < count - 1:\n",
         (f"{U}/energy/test_readback.py", f"{I}/energy/test_energy_load.py"),

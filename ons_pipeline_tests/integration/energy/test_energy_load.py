@@ -12,18 +12,17 @@ from typing import Any
 import boto3
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Failure, build_asset_context, materialize
 
-from ons_pipeline.energy.assets import (
-    influxdb_points,
-    readback_check,
-    readback_counts,
-    timestream_records,
-)
+from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.checks import readback_check
+from ons_pipeline.energy.line_protocol import LineProtocolBatches
 from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
-from ons_pipeline.energy.transform import expected_series_counts, prepare
+from ons_pipeline.energy.readback import expected_series_counts, readback_counts
+from ons_pipeline.energy.validation import prepare
 from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
@@ -270,11 +269,8 @@ def test_wide_file_with_server_rejected_lines_is_split_and_reported(lake: Lake) 
     # for series L1 only (field types are per shard and measurement in 1.x, per series here
     # by tag since the conflicting point is in the same shard: every line in it is refused).
     lake.influxdb().ensure_bucket(lake.influx_bucket)
-    lake.influxdb().write_lines(
-        lake.influx_bucket,
-        [(0, 1, f'transmission_data,region=XX,line_id=Z flow_mw="x" {BASE.value}\n'.encode())],
-        lambda lo, hi: b"",
-    )
+    line = f'transmission_data,region=XX,line_id=Z flow_mw="x" {BASE.value}\n'
+    lake.influxdb().write_lines(lake.influx_bucket, LineProtocolBatches([pa.array([line])], 1))
     key = lake.put("dataset=transmission/year=2026/month=11/wide.parquet", frame)
 
     result = lake.run(key, max_batch_size=8)

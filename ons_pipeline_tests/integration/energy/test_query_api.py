@@ -23,6 +23,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.line_protocol import LineProtocolBatches, lines_of_body
 from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
 from ons_pipeline.energy.query.breaker import reset_breakers
 from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
@@ -535,7 +536,7 @@ def test_influxd_honours_bind_parameters_for_tags_and_time_bounds(stack: LocalSt
         f"m,region=SE/CO v=4 {t0 + 1}\n"
         f"m,region=a v=5 {t0 + 1}\n"
     ).encode()
-    influxdb.write_lines("bind_check", iter([(0, 5, body)]), lambda lo, hi: body)
+    influxdb.write_lines("bind_check", LineProtocolBatches([lines_of_body(body)], 5))
     statement = 'SELECT "v" FROM "m" WHERE "region" = $region AND time >= $start AND time < $stop'
 
     quoted = influxdb.influxql(

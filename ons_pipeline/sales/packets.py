@@ -265,8 +265,31 @@ def merge_history(history: pd.DataFrame, packets: list[ParsedPacket], table: str
     if not frames:
         return empty_rows(table)
     merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    keep = ~merged.duplicated(subset=list(SOURCE_COLUMNS[table]), keep="first")
-    return merged[keep.to_numpy()].reset_index(drop=True)
+    narrowing = tuple(c for c in (PRIMARY_KEYS[table], "last_updated") if c in merged)
+    repeated = duplicated_rows(merged, list(SOURCE_COLUMNS[table]), narrowing)
+    return merged[~repeated].reset_index(drop=True) if repeated.any() else merged
+
+
+def duplicated_rows(
+    frame: pd.DataFrame, columns: list[str], narrowing: tuple[str, ...]
+) -> np.ndarray:
+    """Rows equal in every column to an earlier row, as `DataFrame.duplicated` finds them.
+
+    Equal rows agree on any subset of their columns, so cheap columns (the key, then the
+    update time) first narrow the rows that can repeat; only those are compared in full.
+    """
+    candidates = np.ones(len(frame), dtype=bool)
+    for depth in range(1, len(narrowing) + 1):
+        if not candidates.any():
+            return candidates
+        subset = frame[candidates] if not candidates.all() else frame
+        candidates[candidates] = subset.duplicated(
+            subset=list(narrowing[:depth]), keep=False
+        ).to_numpy()
+    repeated = np.zeros(len(frame), dtype=bool)
+    if candidates.any():
+        repeated[candidates] = frame[candidates].duplicated(subset=columns, keep="first").to_numpy()
+    return repeated
 
 
 def history_schema(table: str) -> pa.Schema:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from ons_pipeline.sales.packets import (
+    duplicated_rows,
     empty_rows,
     merge_history,
     packet_key,
@@ -96,3 +98,19 @@ def test_history_absorbs_redelivery_once() -> None:
 def test_empty_packet_is_zero_rows() -> None:
     parsed = parse_packet("currency", 1, b"")
     assert parsed.rows.empty and parsed.malformed.empty and parsed.lines == 0
+
+
+def test_duplicated_rows_finds_what_pandas_finds() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([1, 2, 1, None, None, 1, 3, 2], dtype="Int64"),
+            "at": ["a", "b", "a", "c", "c", "b", "a", "b"],
+            "value": ["x", "y", "x", "z", "z", "x", "x", "q"],
+        }
+    )
+    columns = ["id", "at", "value"]
+    expected = frame.duplicated(subset=columns, keep="first").to_numpy()
+    assert expected.tolist() == [False, False, True, False, True, False, False, False]
+    assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected.tolist()
+    assert not duplicated_rows(frame.iloc[:2], columns, ("id", "at")).any()
+    assert duplicated_rows(frame.iloc[:0], columns, ("id",)).tolist() == []

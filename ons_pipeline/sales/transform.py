@@ -314,7 +314,10 @@ def _coerce(values: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
         return pd.Series(text.to_pandas(types_mapper=pd.ArrowDtype), index=values.index), bad
     pattern = _TIMESTAMP_RE if kind == "timestamp" else _DATE_RE
     shaped = pc.fill_null(pc.match_substring_regex(text, pattern), False)
-    candidates = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
+    if (pc.sum(shaped).as_py() or 0) == len(text) - text.null_count:
+        candidates = text  # every value has the shape (the norm): no copy of the strings
+    else:
+        candidates = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
     try:
         parsed = pc.cast(candidates, pa.timestamp("us")).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:  # a well-shaped but impossible value, e.g. month 13

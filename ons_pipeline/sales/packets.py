@@ -24,6 +24,7 @@ from ons_pipeline.sales.schema import (
 _WHITESPACE: Final = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 # A refused packet is re-read in this many chunks, so a bad line costs 1/64 of it in Python.
 _FALLBACK_CHUNKS: Final = 64
+_SCAN_BYTES: Final = 1 << 20
 # ASCII digits only: `\d` also matches other scripts' digits, and int() reads them.
 _KEY_RE: Final = re.compile(r"(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>[0-9]{8})\.jsonl")
 
@@ -151,7 +152,13 @@ def _line_bounds(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     data = np.frombuffer(body, dtype=np.uint8)
     if not len(data):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero(data == ord("\n"))
+    # Scanned in 1 MiB slices: a mask of the whole packet would be as large as the packet.
+    ends = np.concatenate(
+        [
+            np.flatnonzero(data[at : at + _SCAN_BYTES] == ord("\n")) + at
+            for at in range(0, len(data), _SCAN_BYTES)
+        ]
+    )
     if data[-1] != ord("\n"):
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)

@@ -114,3 +114,18 @@ def test_duplicated_rows_finds_what_pandas_finds() -> None:
     assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected.tolist()
     assert not duplicated_rows(frame.iloc[:2], columns, ("id", "at")).any()
     assert duplicated_rows(frame.iloc[:0], columns, ("id",)).tolist() == []
+
+
+def test_bad_line_deep_in_a_large_packet_is_named_by_its_line_number() -> None:
+    rows = [json.dumps({**ROW, "currency_id": i}) for i in range(1, 30_001)]
+    rows[20_000] = '{"currency_id": 20001, "currency_code":'  # line 20,001, past the first MiB
+    rows[25_000] = ""  # a blank line holds no row but still counts as a line
+    body = ("\n".join(rows) + "\n").encode()
+    assert len(body) > 2 * 2**20
+    parsed = parse_packet("currency", 4, body)
+    assert parsed.lines == 30_000
+    assert parsed.malformed[["line", "reason"]].values.tolist() == [[20_001, "malformed_json"]]
+    assert len(parsed.rows) == 29_998
+    lines = parsed.rows.set_index("currency_id")["_line"]
+    assert (lines.loc[20_002], lines.loc[30_000]) == (20_002, 30_000)
+    assert 20_001 not in lines.index and 25_001 not in lines.index

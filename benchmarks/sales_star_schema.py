@@ -4,7 +4,8 @@ Three measurements, each measured path in a fresh child process so its peak RSS 
 
 (a) first load: N sales-order versions (default 1,000,000) with proportionate dimensions,
     end to end (JSON decode, raw-history merge, star transform, Parquet of the raw history
-    and the star files), with the share of time of each stage;
+    and the star files), with each stage's wall time, share and CPU time (all threads; on
+    a loaded machine wall time stretches and CPU time much less, so both are printed);
 (b) the comparison a user would make, on the same packets: a plain pandas version of the
     seed's transform as public ToteSys projects write it (`pd.read_json(lines=True)` per
     packet, latest version per dimension, one merge per dimension, `.dt.date`/`.dt.time`,

@@ -47,6 +47,19 @@ NEW_PACKET_ROWS = 1_000
 
 
 def _peak_rss_gb() -> float:
+    """This process's own peak RSS.
+
+    On Linux a spawned child's `ru_maxrss` also holds its parent's peak from before `exec`
+    (here the corpus generator's), so the high-water mark of the child's own memory
+    (`VmHWM`) is read where it exists.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024**2
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 

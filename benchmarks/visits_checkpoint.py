@@ -40,10 +40,11 @@ def measure(
     endpoint: str, label: str, queue_url: str, reconcile: bool, listings: bool
 ) -> dict[str, object]:
     """The measured path; runs in the child process."""
-    from ons_pipeline.resources import ObjectStoreResource, build_client
+    from ons_pipeline.resources import NotificationQueueResource, ObjectStoreResource
+    from ons_pipeline.resources.aws import sharing_session
     from ons_pipeline.visits.storage import Locations, run_checkpoint
 
-    # The clients the asset uses: the resource's S3 client, and SQS built from its settings.
+    # The resources the asset uses: the S3 store, and the queue in the same session.
     s3 = ObjectStoreResource(endpoint_url=endpoint, region_name="eu-west-2")
     client = s3.get_client()
     calls: dict[str, int] = {"GetObject": 0, "ListObjectsV2": 0, "PutObject": 0}
@@ -53,8 +54,8 @@ def measure(
         calls[operation] = calls.get(operation, 0) + 1
 
     client.meta.events.register("before-call.s3", count)
-    sqs = build_client(s3, "sqs")
-    sqs.meta.events.register("before-call.sqs", count)
+    sqs = sharing_session(NotificationQueueResource, s3)
+    sqs.get_client().meta.events.register("before-call.sqs", count)
     locations = Locations(
         BUCKET, "logs/", CHECKPOINTS, "checkpoints/events.parquet", notification_queue_url=queue_url
     )

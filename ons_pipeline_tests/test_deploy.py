@@ -285,11 +285,10 @@ def test_run_worker_may_make_exactly_the_queue_calls_the_checkpoint_makes(
     terraform: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every SQS call of an incremental and of a listing run, as IAM actions, and no more."""
-    import boto3
     from moto import mock_aws
 
-    from ons_pipeline.visits.storage import (
-        delete_notifications,
+    from ons_pipeline.resources import NotificationQueueResource
+    from ons_pipeline.visits.notifications import (
         receive_notifications,
         settle_covered_notifications,
     )
@@ -298,22 +297,23 @@ def test_run_worker_may_make_exactly_the_queue_calls_the_checkpoint_makes(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     calls: set[str] = set()
     with mock_aws():
-        sqs = boto3.client("sqs", region_name="eu-west-2")
-        sqs.meta.events.register(
+        sqs = NotificationQueueResource(region_name="eu-west-2")
+        client = sqs.get_client()
+        client.meta.events.register(
             "before-call.sqs", lambda event_name, **_: calls.add(event_name.rsplit(".", 1)[-1])
         )
-        queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+        queue = client.create_queue(QueueName="q")["QueueUrl"]
         for body in ("old", "new"):
-            sqs.send_message(QueueUrl=queue, MessageBody=body)
+            client.send_message(QueueUrl=queue, MessageBody=body)
         calls.clear()
         # A listing run: none covered (all returned), then all covered (all deleted).
         assert settle_covered_notifications(sqs, queue, "logs/", 0, clock_margin_s=0) == (0, 2)
         assert settle_covered_notifications(sqs, queue, "logs/", 2e9, clock_margin_s=0) == (2, 0)
         # An incremental run.
-        sqs.send_message(QueueUrl=queue, MessageBody="newer")
+        client.send_message(QueueUrl=queue, MessageBody="newer")
         calls.discard("SendMessage")  # S3's call, not the run's
-        delete_notifications(sqs, queue, receive_notifications(sqs, queue, "logs/").receipts)
-        assert not sqs.receive_message(QueueUrl=queue).get("Messages")
+        sqs.delete(queue, receive_notifications(sqs, queue, "logs/").receipts)
+        assert not client.receive_message(QueueUrl=queue).get("Messages")
     used = {f"sqs:{call.removesuffix('Batch')}" for call in calls}
     (statement,) = [
         s
@@ -328,11 +328,10 @@ def test_energy_objects_are_announced_on_the_queue_the_sensor_reads(
 ) -> None:
     """The processed bucket's `dataset=` objects reach the queue; the daemon may make exactly
     the SQS calls a sensor tick makes."""
-    import boto3
     from moto import mock_aws
 
     from ons_pipeline.energy.sensors import receive_announcements
-    from ons_pipeline.visits.storage import delete_notifications
+    from ons_pipeline.resources import NotificationQueueResource
 
     queue = _arrival_queue(terraform, "energy")
     assert queue["name"] == defaults.ENERGY_QUEUE_NAME
@@ -344,13 +343,14 @@ def test_energy_objects_are_announced_on_the_queue_the_sensor_reads(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     calls: set[str] = set()
     with mock_aws():
-        sqs = boto3.client("sqs", region_name="eu-west-2")
-        url = sqs.create_queue(QueueName="q")["QueueUrl"]
-        sqs.send_message(QueueUrl=url, MessageBody='{"bucket": "b", "key": "dataset=x"}')
-        sqs.meta.events.register(
+        sqs = NotificationQueueResource(region_name="eu-west-2")
+        client = sqs.get_client()
+        url = client.create_queue(QueueName="q")["QueueUrl"]
+        client.send_message(QueueUrl=url, MessageBody='{"bucket": "b", "key": "dataset=x"}')
+        client.meta.events.register(
             "before-call.sqs", lambda event_name, **_: calls.add(event_name.rsplit(".", 1)[-1])
         )
-        delete_notifications(sqs, url, receive_announcements(sqs, url).receipts)
+        sqs.delete(url, receive_announcements(sqs, url).receipts)
     used = {f"sqs:{call.removesuffix('Batch')}" for call in calls}
     (statement,) = [
         s

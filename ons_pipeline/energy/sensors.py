@@ -23,7 +23,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dagster import (
     DagsterInstance,
@@ -55,8 +55,6 @@ from ons_pipeline.resources import (
     NotificationQueueResource,
     ObjectStoreResource,
 )
-from ons_pipeline.resources.aws import sharing_session
-from ons_pipeline.visits.storage import delete_notifications
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,25 +76,18 @@ class Announcements:
 
 
 def receive_announcements(
-    sqs: Any, queue_url: str, *, max_messages: int = MAX_MESSAGES_PER_TICK
+    sqs: NotificationQueueResource, queue_url: str, *, max_messages: int = MAX_MESSAGES_PER_TICK
 ) -> Announcements:
     """Read up to `max_messages` S3 notifications; each stays hidden until deleted."""
     found = Announcements()
-    while len(found.receipts) < max_messages:
-        messages = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(10, max_messages - len(found.receipts)),
-            WaitTimeSeconds=0,
-            VisibilityTimeout=VISIBILITY_TIMEOUT_SECONDS,
-        ).get("Messages", [])
-        if not messages:
-            break
-        for message in messages:
-            found.receipts.append(message["ReceiptHandle"])
-            try:
-                found.refs.extend(objects_from_message(message["Body"]))
-            except ValueError as error:
-                found.problems.append(f"message {message.get('MessageId')}: {error}")
+    for message in sqs.receive(
+        queue_url, limit=max_messages, visibility_timeout=VISIBILITY_TIMEOUT_SECONDS
+    ):
+        found.receipts.append(message["ReceiptHandle"])
+        try:
+            found.refs.extend(objects_from_message(message["Body"]))
+        except ValueError as error:
+            found.problems.append(f"message {message.get('MessageId')}: {error}")
     return found
 
 
@@ -186,7 +177,10 @@ def _reconciled_at(cursor: str | None) -> float | None:
     "first tick and hourly to catch a lost notification.",
 )
 def energy_object_sensor(
-    context: SensorEvaluationContext, s3: ObjectStoreResource, energy_storage: EnergyStorageResource
+    context: SensorEvaluationContext,
+    s3: ObjectStoreResource,
+    energy_storage: EnergyStorageResource,
+    sqs: NotificationQueueResource,
 ) -> SensorResult | SkipReason:
     bucket = energy_storage.processed_bucket
     queue = energy_storage.notification_queue_url
@@ -195,8 +189,7 @@ def energy_object_sensor(
     reconcile = (
         queue is None or last is None or now - last >= energy_storage.reconcile_interval_seconds
     )
-    sqs = sharing_session(NotificationQueueResource, s3).get_client() if queue else None
-    announced = receive_announcements(sqs, queue) if sqs is not None and queue else Announcements()
+    announced = receive_announcements(sqs, queue) if queue else Announcements()
     refs = list(announced.refs)
     if reconcile:
         refs += list_dataset_objects(s3, bucket)
@@ -217,8 +210,8 @@ def energy_object_sensor(
     # asked again under the same partition and run key, which Dagster starts at most once.
     loaded = loaded_objects(instance, [key for key in objects if key in known])
     to_load = [known.get(key, partitions[key]) for key in objects if key not in loaded]
-    if sqs is not None and queue and announced.receipts:
-        delete_notifications(sqs, queue, announced.receipts)
+    if queue and announced.receipts:
+        sqs.delete(queue, announced.receipts)
     context.log.info(
         f"{len(announced.receipts)} notifications, {'reconciled by listing, ' if reconcile else ''}"
         f"{len(objects)} dataset objects: {len(new)} new, {len(known) - len(loaded)} known but "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar
@@ -27,7 +28,7 @@ from pydantic import Field, PrivateAttr
 from ons_pipeline.resources import settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from botocore.client import BaseClient
     from botocore.parsers import ResponseParserFactory
@@ -449,28 +450,35 @@ class NotificationQueueResource(CachedClientMixin, ResourceWithBoto3Configuratio
         return self.own_client()
 
     def receive(
-        self, queue_url: str, *, limit: int, visibility_timeout: int
+        self, queue_url: str, *, limit: int | None, visibility_timeout: int
     ) -> list[MessageTypeDef]:
-        """Up to `limit` messages the queue holds now (no long poll), with `SentTimestamp`.
+        """Up to `limit` messages the queue holds now (None: all of them; no long poll).
 
-        Each stays hidden for `visibility_timeout` seconds unless deleted or released.
+        Each carries its `SentTimestamp` and stays hidden for `visibility_timeout` seconds
+        unless deleted or released. A receive that fails midway releases what it had taken,
+        so its caller's retry sees those messages at once.
         """
         messages: list[MessageTypeDef] = []
-        while len(messages) < limit:
-            page = (
-                self.get_client()
-                .receive_message(
-                    QueueUrl=queue_url,
-                    MaxNumberOfMessages=min(10, limit - len(messages)),  # the SQS maximum per call
-                    WaitTimeSeconds=0,
-                    VisibilityTimeout=visibility_timeout,
-                    MessageSystemAttributeNames=["SentTimestamp"],
+        try:
+            while limit is None or len(messages) < limit:
+                wanted = 10 if limit is None else min(10, limit - len(messages))
+                page = (
+                    self.get_client()
+                    .receive_message(
+                        QueueUrl=queue_url,
+                        MaxNumberOfMessages=wanted,  # the SQS maximum per call is 10
+                        WaitTimeSeconds=0,
+                        VisibilityTimeout=visibility_timeout,
+                        MessageSystemAttributeNames=["SentTimestamp"],
+                    )
+                    .get("Messages", [])
                 )
-                .get("Messages", [])
-            )
-            if not page:
-                break
-            messages.extend(page)
+                if not page:
+                    break
+                messages.extend(page)
+        except BaseException as error:
+            self.release_after(queue_url, [m["ReceiptHandle"] for m in messages], error)
+            raise
         return messages
 
     def delete(self, queue_url: str, receipts: Sequence[str]) -> None:
@@ -488,6 +496,16 @@ class NotificationQueueResource(CachedClientMixin, ResourceWithBoto3Configuratio
             RuntimeError: SQS refused some of them (named in the message).
         """
         self._in_batches("release", queue_url, receipts, visibility=0)
+
+    def release_after(self, queue_url: str, receipts: Sequence[str], error: BaseException) -> None:
+        """On a failure, release `receipts`; a release that fails too is noted on `error`.
+
+        The original error is the one the caller reports, so it is never replaced.
+        """
+        try:
+            self.release(queue_url, receipts)
+        except Exception as releasing:
+            error.add_note(f"and {len(receipts)} SQS messages could not be returned: {releasing}")
 
     def _in_batches(
         self, verb: str, queue_url: str, receipts: Sequence[str], *, visibility: int | None

@@ -41,7 +41,6 @@ from ons_pipeline.resources import (
     ObjectStoreResource,
     VisitsStorageResource,
 )
-from ons_pipeline.resources.aws import sharing_session
 from ons_pipeline.resources.defaults import METRICS_NAMESPACE_VISITS
 from ons_pipeline.visits.analytics import (
     average_days_to_qc_by_center,
@@ -177,6 +176,7 @@ def visit_events_checkpoint(
     s3: ObjectStoreResource,
     metrics: CloudWatchMetricsResource,
     visits_storage: VisitsStorageResource,
+    sqs: NotificationQueueResource,
 ) -> MaterializeResult:
     """Every distinct visit event ever logged (all versions of each visit), as one Parquet file.
 
@@ -192,11 +192,7 @@ def visit_events_checkpoint(
             run_id=context.run.run_id,
             max_workers=visits_storage.max_workers,
             log=context.log.info,
-            sqs=(
-                sharing_session(NotificationQueueResource, s3).get_client()
-                if locations.notification_queue_url
-                else None
-            ),
+            sqs=sqs if locations.notification_queue_url else None,
             reconcile=config.reconcile,
             notification_clock_margin_s=visits_storage.notification_clock_margin_seconds,
             notification_visibility_s=visits_storage.notification_visibility_seconds,

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_plus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from ons_pipeline.resources import NotificationQueueResource
 
 
 @dataclass(frozen=True)
 class NotificationQueue:
     """The SQS queue of the event bucket's ObjectCreated notifications, and how to hold them."""
 
-    sqs: Any
+    sqs: NotificationQueueResource
     url: str
     visibility_s: int = 900
     clock_margin_s: float = 60.0
@@ -88,7 +88,7 @@ def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
 
 
 def receive_notifications(
-    sqs: Any,
+    sqs: NotificationQueueResource,
     queue_url: str,
     prefix: str,
     *,
@@ -102,78 +102,35 @@ def receive_notifications(
     deleted. A run that dies before deleting lets its messages reappear after
     `visibility_timeout`; one that fails returns them at once (`run_checkpoint`).
     """
+    messages = sqs.receive(queue_url, limit=None, visibility_timeout=visibility_timeout)
     objects: dict[str, str] = {}
     receipts: list[str] = []
     foreign: list[str] = []
     sent_at_ms: list[int | None] = []
     ignored = 0
     try:
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=10,  # the SQS maximum per call
-                WaitTimeSeconds=0,
-                VisibilityTimeout=visibility_timeout,
-                MessageSystemAttributeNames=["SentTimestamp"],
-            ).get("Messages", [])
-            if not messages:
-                break
-            for message in messages:
-                named = notification_objects(message["Body"], prefix, bucket)
-                if named is not None and named[1]:
-                    foreign.append(message["ReceiptHandle"])
-                    objects.update(named[0])  # ours too; the ledger absorbs a repeat
-                    continue
-                receipts.append(message["ReceiptHandle"])
-                sent = message.get("Attributes", {}).get("SentTimestamp")
-                sent_at_ms.append(None if sent is None else int(sent))
-                if named is None:
-                    ignored += 1
-                else:
-                    objects.update(named[0])
+        for message in messages:
+            named = notification_objects(message["Body"], prefix, bucket)
+            if named is not None and named[1]:
+                foreign.append(message["ReceiptHandle"])
+                objects.update(named[0])  # ours too; the ledger absorbs a repeat
+                continue
+            receipts.append(message["ReceiptHandle"])
+            sent = message.get("Attributes", {}).get("SentTimestamp")
+            sent_at_ms.append(None if sent is None else int(sent))
+            if named is None:
+                ignored += 1
+            else:
+                objects.update(named[0])
     except BaseException as error:
-        hand_back(sqs, queue_url, receipts + foreign, error)
+        sqs.release_after(queue_url, [m["ReceiptHandle"] for m in messages], error)
         raise
-    return_notifications(sqs, queue_url, foreign)
+    sqs.release(queue_url, foreign)
     return Notifications(objects, receipts, ignored, sent_at_ms, foreign)
 
 
-def hand_back(sqs: Any, queue_url: str, receipts: list[str], error: BaseException) -> None:
-    """On a failure, make the received messages visible again so a retry sees them at once."""
-    try:
-        return_notifications(sqs, queue_url, receipts)
-    except Exception as returning:  # the original error is what the run reports
-        error.add_note(f"and {len(receipts)} SQS messages could not be returned: {returning}")
-
-
-def delete_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
-    _in_batches(sqs.delete_message_batch, queue_url, receipts, "delete")
-
-
-def return_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
-    """Make received messages visible again at once, for the next run to take."""
-    _in_batches(
-        sqs.change_message_visibility_batch, queue_url, receipts, "return", VisibilityTimeout=0
-    )
-
-
-def _in_batches(
-    call: Callable[..., Any], queue_url: str, receipts: list[str], verb: str, **entry: Any
-) -> None:
-    for start in range(0, len(receipts), 10):  # SQS batch calls take at most 10 entries
-        batch = receipts[start : start + 10]
-        response = call(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": handle, **entry} for i, handle in enumerate(batch)
-            ],
-        )
-        if response.get("Failed"):
-            raise RuntimeError(f"could not {verb} SQS messages: {response['Failed']}")
-
-
 def settle_covered_notifications(
-    sqs: Any,
+    sqs: NotificationQueueResource,
     queue_url: str,
     prefix: str,
     listing_started: float,
@@ -191,9 +148,9 @@ def settle_covered_notifications(
     received = receive_notifications(sqs, queue_url, prefix, bucket=bucket)
     covered, later = received.sent_before(round((listing_started - clock_margin_s) * 1000))
     try:
-        delete_notifications(sqs, queue_url, covered)
+        sqs.delete(queue_url, covered)
     except BaseException as error:
-        hand_back(sqs, queue_url, received.receipts, error)
+        sqs.release_after(queue_url, received.receipts, error)
         raise
-    return_notifications(sqs, queue_url, later)
+    sqs.release(queue_url, later)
     return len(covered), len(later) + len(received.foreign)

@@ -41,8 +41,6 @@ from ons_pipeline.visits.checkpoint import (
 from ons_pipeline.visits.notifications import (
     NotificationQueue,
     Notifications,
-    delete_notifications,
-    hand_back,
     receive_notifications,
     settle_covered_notifications,
 )
@@ -52,7 +50,7 @@ if TYPE_CHECKING:
 
     import pandas as pd
 
-    from ons_pipeline.resources import ObjectStoreResource
+    from ons_pipeline.resources import NotificationQueueResource, ObjectStoreResource
     from ons_pipeline.resources.storage import VisitsStorageResource
 
 Ledger = dict[str, tuple[str, str]]  # key -> (ETag, "valid" or "rejected")
@@ -445,7 +443,7 @@ def settle_queue(
 ) -> None:
     """After the commit: delete what this run took in, or what its listing covered."""
     if found.notifications is not None:
-        delete_notifications(queue.sqs, queue.url, found.notifications.receipts)
+        queue.sqs.delete(queue.url, found.notifications.receipts)
         outcome.notifications_deleted = len(found.notifications.receipts)
         outcome.notifications_returned = len(found.notifications.foreign)
         return
@@ -471,14 +469,14 @@ def run_checkpoint(
     run_id: str,
     max_workers: int = 32,
     log: Callable[[str], None] | None = None,
-    sqs: Any = None,
+    sqs: NotificationQueueResource | None = None,
     reconcile: bool = False,
     notification_clock_margin_s: float = 60.0,
     notification_visibility_s: int = 900,
 ) -> CheckpointOutcome:
     """Bring the checkpoint up to date with every event object not yet in the ledger.
 
-    With `locations.notification_queue_url` and an `sqs` client, new objects come from the
+    With `locations.notification_queue_url` and the `sqs` resource, new objects come from the
     queue; the first run and `reconcile=True` list the whole prefix instead, and afterwards
     delete the queued announcements that the listing covered.
 
@@ -504,7 +502,7 @@ def run_checkpoint(
         outcome = commit(store, locations, state, found, parsed, run_id=run_id)
     except BaseException as error:
         if queue is not None and found.notifications is not None:  # a retry must see them now
-            hand_back(queue.sqs, queue.url, found.notifications.receipts, error)
+            queue.sqs.release_after(queue.url, found.notifications.receipts, error)
         raise
     if queue is not None:  # only once the checkpoint and the ledger are committed
         settle_queue(queue, locations, found, outcome, say)

@@ -27,6 +27,7 @@ from ons_pipeline.local.demo.visits_data import (
 )
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
+    NotificationQueueResource,
     ObjectStoreResource,
     ParameterStoreResource,
     SalesStorageResource,
@@ -200,6 +201,7 @@ def run_visits(state: VisitsState, *, reconcile: bool = False, endpoint: str | N
         VISITS_ASSETS,
         resources={
             "s3": ObjectStoreResource(**aws),
+            "sqs": NotificationQueueResource(**aws),
             "metrics": CloudWatchMetricsResource(region_name=REGION, enabled=False),
             "visits_storage": VisitsStorageResource(
                 source_bucket=state.source,

@@ -31,6 +31,7 @@ from ons_pipeline.platform.alerts import run_failure_alert, run_success_metrics
 from ons_pipeline.resources import (
     AlertsResource,
     CloudWatchMetricsResource,
+    NotificationQueueResource,
     ObjectStoreResource,
     build_client,
 )
@@ -182,6 +183,7 @@ def _visits() -> None:
         [visit_events_checkpoint],
         resources={
             "s3": ObjectStoreResource(region_name=REGION),
+            "sqs": NotificationQueueResource(region_name=REGION),
             "metrics": CloudWatchMetricsResource(region_name=REGION),
             "visits_storage": VisitsStorageResource(
                 source_bucket=source, checkpoint_bucket=checkpoint

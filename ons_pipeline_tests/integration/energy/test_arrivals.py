@@ -68,7 +68,7 @@ class Arrivals:
         context = build_sensor_context(
             cursor=cursor,
             instance=self.instance,
-            resources={k: self.resources[k] for k in ("s3", "energy_storage")},
+            resources={k: self.resources[k] for k in ("s3", "sqs", "energy_storage")},
         )
         result = energy_object_sensor(context)
         self.cursor = getattr(result, "cursor", None) or cursor  # what Dagster would keep
@@ -153,7 +153,10 @@ def test_switching_the_sensor_on_after_the_demo_reloads_nothing(
     s3.put_object(Bucket=storage.processed_bucket, Key=new, Body=to_parquet(frame))
     context = build_sensor_context(
         instance=instance,
-        resources={"s3": stack_resources(stack_env)["s3"], "energy_storage": storage},
+        resources={
+            **{k: stack_resources(stack_env)[k] for k in ("s3", "sqs")},
+            "energy_storage": storage,
+        },
     )
     result = energy_object_sensor(context)
     assert [r.partition_key for r in result.run_requests] == [partition_key_for(new)]

@@ -47,6 +47,7 @@ def test_sensor_runs_load_every_new_file_into_both_stores(stack_env: dict[str, s
         instance=instance,
         resources={
             "s3": ObjectStoreResource(region_name=REGION),
+            "sqs": resources["sqs"],
             "energy_storage": resources["energy_storage"],
         },
     )
@@ -80,6 +81,7 @@ def test_sensor_runs_load_every_new_file_into_both_stores(stack_env: dict[str, s
             instance=instance,
             resources={
                 "s3": ObjectStoreResource(region_name=REGION),
+                "sqs": resources["sqs"],
                 "energy_storage": resources["energy_storage"],
             },
         )

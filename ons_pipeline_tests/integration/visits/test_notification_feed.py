@@ -11,7 +11,11 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.local.demo.visits_data import EventFile, generate_corpus, land_files
-from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
+from ons_pipeline.resources import (
+    CloudWatchMetricsResource,
+    NotificationQueueResource,
+    ObjectStoreResource,
+)
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import CHECKPOINT_KEY, visit_events_checkpoint
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet
@@ -80,6 +84,7 @@ class Feed:
             [visit_events_checkpoint],
             resources={
                 "s3": CountingStore(region_name=REGION),
+                "sqs": NotificationQueueResource(region_name=REGION),
                 "metrics": CloudWatchMetricsResource(region_name=REGION),
                 "visits_storage": VisitsStorageResource(
                     source_bucket=self.source,

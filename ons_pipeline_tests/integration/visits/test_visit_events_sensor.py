@@ -18,7 +18,11 @@ from dagster import (
 )
 
 from ons_pipeline.local.demo.visits_data import EventFile, land_files, synthetic_files
-from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
+from ons_pipeline.resources import (
+    CloudWatchMetricsResource,
+    NotificationQueueResource,
+    ObjectStoreResource,
+)
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import visit_events_checkpoint
 from ons_pipeline.visits.schedules import visits_hourly_schedule
@@ -38,6 +42,7 @@ def setup(stack_env: dict[str, str]) -> dict[str, Any]:
         s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     resources = {
         "s3": ObjectStoreResource(region_name=REGION),
+        "sqs": NotificationQueueResource(region_name=REGION),
         "metrics": CloudWatchMetricsResource(region_name=REGION),
         "visits_storage": VisitsStorageResource(source_bucket=source, checkpoint_bucket=state),
     }

@@ -12,7 +12,11 @@ import pytest
 from dagster import DagsterInstance, Failure, materialize
 
 from ons_pipeline.local.demo.visits_data import EventFile, event_key, generate_corpus, land_files
-from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
+from ons_pipeline.resources import (
+    CloudWatchMetricsResource,
+    NotificationQueueResource,
+    ObjectStoreResource,
+)
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import (
     CHECKPOINT_KEY,
@@ -104,6 +108,7 @@ class Events:
             [visit_events_checkpoint, *([visit_analytics] if analytics else [])],
             resources={
                 "s3": InstrumentedStore(region_name=REGION, crash_before_ledger=crash),
+                "sqs": NotificationQueueResource(region_name=REGION),
                 "metrics": CloudWatchMetricsResource(region_name=REGION),
                 "visits_storage": VisitsStorageResource(
                     source_bucket=self.source,

@@ -22,7 +22,11 @@ from ons_pipeline.energy.partitions import partition_key_for
 from ons_pipeline.energy.schema import ObjectRef, objects_from_message
 from ons_pipeline.energy.sensors import energy_object_sensor, requests_from_event
 from ons_pipeline.local.stack import announce_objects
-from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource
+from ons_pipeline.resources import (
+    EnergyStorageResource,
+    NotificationQueueResource,
+    ObjectStoreResource,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -50,6 +54,7 @@ def tick(
         instance=instance,
         resources={
             "s3": ObjectStoreResource(region_name=REGION),
+            "sqs": NotificationQueueResource(region_name=REGION),
             "energy_storage": EnergyStorageResource(
                 processed_bucket=BUCKET, notification_queue_url=queue, **storage
             ),

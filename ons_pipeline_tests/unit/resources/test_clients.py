@@ -162,3 +162,30 @@ def test_queue_receive_delete_and_release_in_batches() -> None:
         assert sorted(m["Body"] for m in again) == sorted(m["Body"] for m in rest)
         with pytest.raises(RuntimeError, match="could not delete SQS messages"):
             sqs.delete(url, ["not-a-receipt-handle"])
+
+
+def test_queue_receive_without_a_limit_drains_and_a_failed_receive_releases() -> None:
+    """The visits run drains the queue; a receive that dies midway must not hide what it took."""
+    with mock_aws():
+        sqs = NotificationQueueResource(region_name="eu-west-2")
+        client = sqs.get_client()
+        url = client.create_queue(QueueName="q")["QueueUrl"]
+        for i in range(25):
+            client.send_message(QueueUrl=url, MessageBody=str(i))
+        drained = sqs.receive(url, limit=None, visibility_timeout=300)  # 3 calls of 10
+        assert len(drained) == 25
+        sqs.release(url, [m["ReceiptHandle"] for m in drained])
+        pages = 0
+
+        def fail_the_second_page(**_: object) -> None:
+            nonlocal pages
+            pages += 1
+            if pages == 2:
+                raise ConnectionError("the second page is lost")
+
+        client.meta.events.register("before-call.sqs.ReceiveMessage", fail_the_second_page)
+        with pytest.raises(ConnectionError, match="second page"):
+            sqs.receive(url, limit=None, visibility_timeout=300)
+        client.meta.events.unregister("before-call.sqs.ReceiveMessage", fail_the_second_page)
+        # The first page's 10 were released at once, not left hidden for 300 s.
+        assert len(sqs.receive(url, limit=None, visibility_timeout=300)) == 25

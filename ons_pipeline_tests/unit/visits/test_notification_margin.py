@@ -9,12 +9,12 @@ the listing began would be deleted, and their files never read.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import boto3
 import pytest
 from moto import mock_aws
 
+from ons_pipeline.resources import NotificationQueueResource
 from ons_pipeline.visits.notifications import settle_covered_notifications
 
 if TYPE_CHECKING:
@@ -24,12 +24,12 @@ MARGIN = 60.0
 
 
 @pytest.fixture
-def queue() -> Iterator[tuple[Any, str]]:
+def queue() -> Iterator[tuple[NotificationQueueResource, str]]:
     with mock_aws():
-        sqs = boto3.client("sqs", region_name="us-east-1")
-        url = sqs.create_queue(QueueName="created")["QueueUrl"]
+        sqs = NotificationQueueResource(region_name="us-east-1")
+        url = sqs.get_client().create_queue(QueueName="created")["QueueUrl"]
         record = {"eventName": "ObjectCreated:Put", "s3": {"object": {"key": "logs/a.json"}}}
-        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [record]}))
+        sqs.get_client().send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [record]}))
         yield sqs, url
 
 
@@ -43,11 +43,11 @@ def queue() -> Iterator[tuple[Any, str]]:
     ],
 )
 def test_only_messages_older_than_start_minus_margin_are_deleted(
-    queue: tuple[Any, str], listing_began: float, deleted: bool
+    queue: tuple[NotificationQueueResource, str], listing_began: float, deleted: bool
 ) -> None:
     """`listing_began` is seconds relative to when SQS accepted the one message."""
     sqs, url = queue
-    (message,) = sqs.receive_message(
+    (message,) = sqs.get_client().receive_message(
         QueueUrl=url, MessageSystemAttributeNames=["SentTimestamp"], VisibilityTimeout=0
     )["Messages"]
     sent = int(message["Attributes"]["SentTimestamp"]) / 1000
@@ -57,5 +57,5 @@ def test_only_messages_older_than_start_minus_margin_are_deleted(
     )
 
     assert outcome == ((1, 0) if deleted else (0, 1))
-    left = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", [])
+    left = sqs.get_client().receive_message(QueueUrl=url, WaitTimeSeconds=0).get("Messages", [])
     assert len(left) == (0 if deleted else 1)

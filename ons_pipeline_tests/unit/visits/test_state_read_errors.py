@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from ons_pipeline.local.demo.visits_data import land_files, synthetic_files
-from ons_pipeline.resources import ObjectStoreResource
+from ons_pipeline.resources import NotificationQueueResource, ObjectStoreResource
 from ons_pipeline.visits.storage import ConcurrentCheckpointError, Locations, run_checkpoint
 
 if TYPE_CHECKING:
@@ -30,11 +30,11 @@ TRANSIENT_OR_DENIED = ["AccessDenied", "InternalError", "SlowDown", "ServiceUnav
 
 
 @pytest.fixture
-def aws() -> Iterator[tuple[ObjectStoreResource, Any]]:
+def aws() -> Iterator[tuple[ObjectStoreResource, NotificationQueueResource]]:
     """The store the run reads through, and an SQS client; `store.get_client()` is its S3."""
     with mock_aws():
         store = ObjectStoreResource(region_name=REGION)
-        sqs = boto3.client("sqs", region_name=REGION)
+        sqs = NotificationQueueResource(region_name=REGION)
         for bucket in (SOURCE, STATE):
             store.get_client().create_bucket(Bucket=bucket)
         yield store, sqs
@@ -57,13 +57,17 @@ def state_objects(s3: Any) -> dict[str, bytes]:
     return {o["Key"]: s3.get_object(Bucket=STATE, Key=o["Key"])["Body"].read() for o in listing}
 
 
-def test_a_missing_object_is_none(aws: tuple[ObjectStoreResource, Any]) -> None:
+def test_a_missing_object_is_none(
+    aws: tuple[ObjectStoreResource, NotificationQueueResource],
+) -> None:
     store, _ = aws
     assert store.get_versioned(STATE, "no/such/key") is None
 
 
 @pytest.mark.parametrize("code", TRANSIENT_OR_DENIED)
-def test_any_other_error_is_raised(aws: tuple[ObjectStoreResource, Any], code: str) -> None:
+def test_any_other_error_is_raised(
+    aws: tuple[ObjectStoreResource, NotificationQueueResource], code: str
+) -> None:
     store, _ = aws
     store.get_client().put_object(Bucket=STATE, Key="k", Body=b"x")
     fail_reads_of(store.get_client(), "k", code)
@@ -74,7 +78,7 @@ def test_any_other_error_is_raised(aws: tuple[ObjectStoreResource, Any], code: s
 @pytest.mark.parametrize("code", ["AccessDenied", "InternalError"])
 @pytest.mark.parametrize("which", ["checkpoint", "ledger"])
 def test_a_failed_state_read_fails_the_run_and_writes_nothing(
-    aws: tuple[ObjectStoreResource, Any], code: str, which: str
+    aws: tuple[ObjectStoreResource, NotificationQueueResource], code: str, which: str
 ) -> None:
     store, _ = aws
     s3 = store.get_client()
@@ -103,11 +107,11 @@ def notification(key: str, etag: str) -> str:
 
 @pytest.mark.parametrize("code", ["AccessDenied", "InternalError"])
 def test_a_failed_event_read_keeps_its_announcement(
-    aws: tuple[ObjectStoreResource, Any], code: str
+    aws: tuple[ObjectStoreResource, NotificationQueueResource], code: str
 ) -> None:
     store, sqs = aws
     s3 = store.get_client()
-    queue = sqs.create_queue(QueueName="created")["QueueUrl"]
+    queue = sqs.get_client().create_queue(QueueName="created")["QueueUrl"]
     locations = Locations(
         SOURCE, "logs/", STATE, LOCATIONS.checkpoint_key, notification_queue_url=queue
     )
@@ -115,7 +119,7 @@ def test_a_failed_event_read_keeps_its_announcement(
     assert run_checkpoint(store, locations, run_id="r1", sqs=sqs).total_events == 2
     (late,) = synthetic_files(1, start=2)
     etag = s3.put_object(Bucket=SOURCE, Key=late.key, Body=late.body)["ETag"]
-    sqs.send_message(QueueUrl=queue, MessageBody=notification(late.key, etag))
+    sqs.get_client().send_message(QueueUrl=queue, MessageBody=notification(late.key, etag))
     before = state_objects(s3)
     undo = fail_reads_of(s3, late.key, code)
 
@@ -125,7 +129,7 @@ def test_a_failed_event_read_keeps_its_announcement(
     undo()
     assert state_objects(s3) == before
     # Not deleted, and handed back at once: a retry sees it without waiting out the timeout.
-    attributes = sqs.get_queue_attributes(
+    attributes = sqs.get_client().get_queue_attributes(
         QueueUrl=queue,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
@@ -135,7 +139,7 @@ def test_a_failed_event_read_keeps_its_announcement(
 
 @pytest.mark.parametrize("first_run", [True, False])
 def test_a_checkpoint_written_by_another_run_meanwhile_is_kept(
-    aws: tuple[ObjectStoreResource, Any], first_run: bool
+    aws: tuple[ObjectStoreResource, NotificationQueueResource], first_run: bool
 ) -> None:
     store, _ = aws
     s3 = store.get_client()

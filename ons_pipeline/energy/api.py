@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -21,7 +20,7 @@ from starlette.routing import Route
 from ons_pipeline.energy.query.fallback import LakeConfig, ParquetLake
 from ons_pipeline.energy.query.results import Point, points_from_influxql
 from ons_pipeline.energy.query.service import BackendUnavailableError, QueryService
-from ons_pipeline.resources import InfluxDBResource, defaults
+from ons_pipeline.resources import InfluxDBResource, settings
 from ons_pipeline.resources.influxdb import (
     InfluxDBCircuitOpenError,
     InfluxDBUnavailableError,
@@ -64,45 +63,47 @@ class InfluxTemplates:
         return points_from_influxql(series)
 
 
-def _get(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
-    return env.get(name) or default
-
-
 def service_from_env(env: Mapping[str, str] | None = None) -> QueryService:
-    """The service pointed wherever the environment says (local stack or AWS)."""
-    env = os.environ if env is None else env
-    region = _get(env, "AWS_REGION") or _get(env, "AWS_DEFAULT_REGION", defaults.AWS_REGION)
-    endpoint = _get(env, "AWS_ENDPOINT_URL")
+    """The service pointed wherever the environment says (local stack or AWS).
+
+    Every value is read through the settings table, so its default lives there only.
+    """
+
+    def read(name: str) -> Any:
+        return settings.read(name, env)
+
+    region: str = read("AWS_REGION")
+    endpoint: str | None = read("AWS_ENDPOINT_URL")
     influxdb = InfluxDBResource(
         region_name=region,
         endpoint_url=endpoint,
-        url=_get(env, "INFLUXDB_URL", "http://127.0.0.1:8187"),
-        org=_get(env, "INFLUXDB_ORG", defaults.INFLUXDB_ORG),
-        token=_get(env, "INFLUXDB_TOKEN"),
-        token_secret_name=_get(env, "INFLUXDB_TOKEN_SECRET_NAME", "ons/influxdb/token"),
-        query_url=_get(env, "INFLUXDB_QUERY_URL"),
-        query_username=_get(env, "INFLUXDB_QUERY_USERNAME"),
-        query_password=_get(env, "INFLUXDB_QUERY_PASSWORD"),
-        bucket=_get(env, "INFLUXDB_BUCKET"),
-        max_retries=int(_get(env, "MAX_RETRIES", "3") or 3),
-        timeout_ms=int(_get(env, "ONS_QUERY_INFLUX_TIMEOUT_MS", "10000") or 10000),
-        breaker_failures=int(_get(env, "ONS_QUERY_BREAKER_FAILURES", "3") or 3),
-        breaker_cooldown_seconds=float(_get(env, "ONS_QUERY_BREAKER_COOLDOWN_SECONDS", "30") or 30),
+        url=read("INFLUXDB_URL"),
+        org=read("INFLUXDB_ORG"),
+        token=read("INFLUXDB_TOKEN"),
+        token_secret_name=read("INFLUXDB_TOKEN_SECRET_NAME"),
+        query_url=read("INFLUXDB_QUERY_URL"),
+        query_username=read("INFLUXDB_QUERY_USERNAME"),
+        query_password=read("INFLUXDB_QUERY_PASSWORD"),
+        bucket=read("INFLUXDB_BUCKET"),
+        max_retries=read("MAX_RETRIES"),
+        timeout_ms=read("ONS_QUERY_INFLUX_TIMEOUT_MS"),
+        breaker_failures=read("ONS_QUERY_BREAKER_FAILURES"),
+        breaker_cooldown_seconds=read("ONS_QUERY_BREAKER_COOLDOWN_SECONDS"),
     )
-    bucket = _get(env, "ONS_PROCESSED_BUCKET", defaults.PROCESSED_BUCKET) or ""
+    bucket: str = read("ONS_PROCESSED_BUCKET")
     lake = ParquetLake(
         LakeConfig(
             bucket=bucket,
-            region=region or defaults.AWS_REGION,
+            region=region,
             endpoint_url=endpoint,
-            access_key=_get(env, "AWS_ACCESS_KEY_ID"),
-            secret_key=_get(env, "AWS_SECRET_ACCESS_KEY"),
-            session_token=_get(env, "AWS_SESSION_TOKEN"),
+            access_key=read("AWS_ACCESS_KEY_ID"),
+            secret_key=read("AWS_SECRET_ACCESS_KEY"),
+            session_token=read("AWS_SESSION_TOKEN"),
         )
     )
     # The query layer's default backend follows the loads' switch: rolled back to Timestream
     # only, InfluxDB misses what arrives from then on, so the processed Parquet answers.
-    sinks = _get(env, "ONS_ENERGY_SINKS", "timestream,influxdb") or ""
+    sinks: str = read("ONS_ENERGY_SINKS")
     stale = None
     if "influxdb" not in {name.strip() for name in sinks.split(",")}:
         stale = (

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from ons_pipeline.local import query_api
 from ons_pipeline.local.stack import LocalStack, StackError
+from ons_pipeline.resources import settings
 
 DEFAULT_MOTO_PORT = 5055
 DEFAULT_INFLUX_PORT = 8186
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
             "--api-port",
             type=int,
             # ONS_QUERY_API_PORT moves the default (tests run README's commands on free ports).
-            default=int(os.environ.get("ONS_QUERY_API_PORT") or query_api.DEFAULT_API_PORT),
+            default=settings.read("ONS_QUERY_API_PORT"),
         )
         if name == "demo":
             cmd.add_argument(

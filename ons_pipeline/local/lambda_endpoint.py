@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from ons_pipeline.platform.launcher import payload
-from ons_pipeline.resources import defaults
+from ons_pipeline.resources import defaults, settings
 
 HANDLER = "ons_pipeline.platform.launcher.handler.handler"
 _MODULE = "ons_pipeline.local.lambda_endpoint"  # __name__ is __main__ under -m
@@ -402,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--region", default=os.environ.get("AWS_REGION", defaults.AWS_REGION))
+    parser.add_argument("--region", default=settings.read("AWS_REGION"))
     parser.add_argument(
         "--function",
         action="append",

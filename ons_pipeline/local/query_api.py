@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-DEFAULT_API_PORT: Final = 8188
 STATE_FILE: Final = "query_api.json"
 APP: Final = "ons_pipeline.energy.api:app"
 START_TIMEOUT_SECONDS: Final = 60.0

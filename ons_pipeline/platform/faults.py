@@ -13,13 +13,15 @@ import signal
 import time
 from pathlib import Path
 
+from ons_pipeline.resources import settings
+
 
 def commit_point(name: str) -> None:
     """Mark a commit point; does nothing unless a fault variable names it."""
-    if os.environ.get("ONS_FAULT_KILL_AT") == name:
+    if settings.read("ONS_FAULT_KILL_AT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-    if os.environ.get("ONS_FAULT_PAUSE_AT") == name:
-        release = Path(os.environ["ONS_FAULT_PAUSE_FILE"])
+    if settings.read("ONS_FAULT_PAUSE_AT") == name:
+        release = Path(settings.read("ONS_FAULT_PAUSE_FILE"))
         Path(f"{release}.reached").touch()
         deadline = time.monotonic() + 120
         while not release.exists() and time.monotonic() < deadline:

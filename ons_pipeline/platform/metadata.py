@@ -1,6 +1,5 @@
 """What every asset group shares in its Dagster wiring: the retry policy and UI metadata."""
 
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,25 +22,18 @@ from dagster import (
     with_source_code_references,
 )
 
-RETRY_DELAY_ENV = "ONS_RETRY_DELAY_SECONDS"
-DEFAULT_RETRY_DELAY_SECONDS = 30.0
+from ons_pipeline.resources import settings
 
 
-def aws_retry_policy(environ: Mapping[str, str] = os.environ) -> RetryPolicy:
+def aws_retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:
     """Three retries, exponential with jitter, first after `ONS_RETRY_DELAY_SECONDS` (30 s).
 
     Tests set the delay to 0 so a step failing over and over fails the test at once.
 
     Raises:
-        ValueError: the variable is set but not a number of seconds >= 0.
+        SettingError: the variable is set but not a number of seconds >= 0.
     """
-    text = environ.get(RETRY_DELAY_ENV, "").strip()
-    try:
-        delay = float(text) if text else DEFAULT_RETRY_DELAY_SECONDS
-    except ValueError:
-        delay = -1.0
-    if not delay >= 0:  # also refuses NaN
-        raise ValueError(f"{RETRY_DELAY_ENV} must be a number of seconds >= 0, not {text!r}")
+    delay: float = settings.read("ONS_RETRY_DELAY_SECONDS", environ)
     return RetryPolicy(
         max_retries=3, delay=delay, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
     )
@@ -121,12 +113,12 @@ def with_code_references(assets: Sequence[AssetsDefinition]) -> list[AssetsDefin
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)
         linked = with_source_code_references(assets)
-        url = os.environ.get("ONS_CODE_REPOSITORY_URL")
+        url = settings.read("ONS_CODE_REPOSITORY_URL")
         if url:
             linked = link_code_references_to_git(
                 linked,
                 git_url=url,
-                git_branch=os.environ.get("ONS_CODE_BRANCH", "main"),
+                git_branch=settings.read("ONS_CODE_BRANCH"),
                 file_path_mapping=AnchorBasedFilePathMapping(
                     local_file_anchor=Path(__file__).resolve().parents[1],
                     file_anchor_path_in_repository="ons_pipeline",

@@ -44,6 +44,8 @@ class Setting:
     aliases: tuple[str, ...] = ()
     secret: bool = False
     shown: str | None = None
+    choices: tuple[str, ...] = ()  # a string setting's only values, read case-insensitively
+    minimum: float | None = None  # a number setting's lowest value (NaN is refused too)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -62,7 +64,8 @@ class Setting:
         """`raw` as this setting's type.
 
         Raises:
-            SettingError: `raw` is not a value of the setting's type; names `variable`.
+            SettingError: `raw` is not a value of the setting's type, or not one of its
+                choices, or below its minimum; names `variable`.
         """
         text = raw.strip()
         try:
@@ -72,12 +75,22 @@ class Setting:
                 if text.lower() in _FALSE:
                     return False
                 raise ValueError("expected true or false")
-            return self.kind(text)
+            value = self.kind(text)
         except ValueError as error:
             raise SettingError(
                 f"environment variable {variable}={raw!r} is not a valid "
                 f"{self.kind.__name__}: {error}"
             ) from error
+        if self.choices:
+            value = value.lower()
+            if value not in self.choices:
+                wanted = " or ".join(repr(choice) for choice in self.choices)
+                raise SettingError(f"environment variable {variable} must be {wanted}, not {raw!r}")
+        if self.minimum is not None and not value >= self.minimum:  # `not >=` refuses NaN
+            raise SettingError(
+                f"environment variable {variable} must be a number >= {self.minimum:g}, not {raw!r}"
+            )
+        return value
 
 
 _TOPIC_ARN: Final = defaults.local_alert_topic_arn()
@@ -109,6 +122,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         secret=True,
         shown="`testing` locally; IAM role in production",
     ),
+    Setting(
+        "AWS_SESSION_TOKEN",
+        None,
+        "AWS credentials chain: temporary credentials (the query API's Parquet reader)",
+        secret=True,
+        shown="unset locally; the IAM role's in production",
+    ),
     Setting("ONS_INGESTION_BUCKET", defaults.INGESTION_BUCKET, "ToteSys packets"),
     Setting(
         "ONS_PROCESSED_BUCKET",
@@ -122,6 +142,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "running",
         "default status of `visits_checkpoint_hourly` and `visit_events_sensor`",
         shown="`running`; `stopped` in the local stack's `.env`",
+        choices=("running", "stopped"),
     ),
     Setting(
         "ONS_EVENTS_QUEUE_URL",
@@ -303,6 +324,13 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         shown="the stack's random secret",
     ),
     Setting(
+        "ONS_SECRET_ENV",
+        None,
+        "run-worker Lambda: JSON of environment variable -> Secrets Manager secret, "
+        "exported at cold start",
+        shown="see `deploy/README.md`",
+    ),
+    Setting(
         "ONS_COMPUTE_LOG_BUCKET",
         None,
         "production instance",
@@ -334,6 +362,7 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "first delay of the assets' retry policy (exponential, jitter); the tests set `0`",
         kind=float,
         shown="`30`",
+        minimum=0.0,
     ),
     Setting(
         "ONS_RETRY_BACKOFF_SECONDS",
@@ -348,6 +377,17 @@ SETTINGS: Final[tuple[Setting, ...]] = (
         "tests only: `1` skips (instead of failing) tests whose server (`influxd`, "
         "PostgreSQL) will not start",
     ),
+    Setting(
+        "ONS_FAULT_KILL_AT",
+        None,
+        "tests only: the commit point (`platform/faults.py`) where a run kills itself",
+    ),
+    Setting(
+        "ONS_FAULT_PAUSE_AT",
+        None,
+        "tests only: the commit point where a run waits for `ONS_FAULT_PAUSE_FILE` to exist",
+    ),
+    Setting("ONS_FAULT_PAUSE_FILE", None, "tests only: that file's path"),
     Setting(
         "ONS_QUERY_API_PORT",
         8188,

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import DefaultScheduleStatus, DefaultSensorStatus, ScheduleDefinition
 
+from ons_pipeline.resources import settings
 from ons_pipeline.visits.jobs import visits_job
-
-AUTOMATION_SETTING = "ONS_VISITS_AUTOMATION"
 
 
 def automation_running() -> bool:
@@ -18,10 +15,7 @@ def automation_running() -> bool:
     deployment that forgot to switch it on would lose events silently for good. The local
     stack's `.env` sets `stopped`, so `dagster dev` on a laptop starts nothing by itself.
     """
-    value = os.environ.get(AUTOMATION_SETTING, "running").strip().lower()
-    if value not in {"running", "stopped"}:
-        raise ValueError(f"{AUTOMATION_SETTING} must be 'running' or 'stopped', not {value!r}")
-    return value == "running"
+    return settings.read("ONS_VISITS_AUTOMATION") == "running"
 
 
 DEFAULT_SENSOR_STATUS = (

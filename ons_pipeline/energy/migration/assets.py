@@ -9,7 +9,6 @@ inside (Timestream throttling/5xx, InfluxDB 429/5xx); a failed window is simply 
 writing the same points again overwrites them.
 """
 
-import os
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -47,16 +46,15 @@ from ons_pipeline.resources import (
     InfluxDBResource,
     ObjectStoreResource,
     TimestreamResource,
+    settings,
 )
 
 MIGRATION_GROUP = "energy_migration"
 WINDOW_CHECK = "window_matches"
 BLUE_GREEN_CHECK = "blue_green_last_day"
-START_DATE_ENV = "ONS_MIGRATION_START_DATE"
-DEFAULT_START_DATE = "2024-01-01"
 
 migration_partitions = DailyPartitionsDefinition(
-    start_date=os.environ.get(START_DATE_ENV) or DEFAULT_START_DATE, timezone="UTC"
+    start_date=settings.read("ONS_MIGRATION_START_DATE"), timezone="UTC"
 )
 
 

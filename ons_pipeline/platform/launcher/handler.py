@@ -24,6 +24,7 @@ from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import deserialize_value
 
 from ons_pipeline.platform.launcher import payload
+from ons_pipeline.resources import settings
 
 if TYPE_CHECKING:
     from types_boto3_secretsmanager import SecretsManagerClient
@@ -122,7 +123,7 @@ def run_worker(
 
 def export_secrets() -> None:
     """Put the secrets named by ``ONS_SECRET_ENV`` into the environment, if not there yet."""
-    spec = os.environ.get(SECRET_ENV_VAR)
+    spec = settings.read(SECRET_ENV_VAR)
     if not spec:
         return
     wanted = {name: sid for name, sid in json.loads(spec).items() if name not in os.environ}

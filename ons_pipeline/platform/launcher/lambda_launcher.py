@@ -5,7 +5,6 @@ id, instance ref) rather than run config, so the worker loads the code location,
 run from the shared instance and writes every event back to it.
 """
 
-import os
 import threading
 import time
 import uuid
@@ -40,7 +39,7 @@ from dagster._serdes import ConfigurableClass, serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
-from ons_pipeline.resources import defaults
+from ons_pipeline.resources import defaults, settings
 
 if TYPE_CHECKING:
     from botocore.awsrequest import AWSRequest
@@ -354,7 +353,7 @@ def _send_endpoint_secret(client: "LambdaClient | S3Client") -> None:
     Only for an explicit endpoint_url: the local stack's Lambda endpoint refuses callers
     without it, the way AWS refuses an unsigned request. Production sends nothing extra.
     """
-    secret = os.environ.get(defaults.LAMBDA_ENDPOINT_SECRET_ENV)
+    secret = settings.read(defaults.LAMBDA_ENDPOINT_SECRET_ENV)
     if not secret:
         return
 

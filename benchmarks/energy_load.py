@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ons_pipeline.energy.line_protocol import batch_bodies, line_chunks
-from ons_pipeline.energy.schema import DIMENSION, MEASUREMENT
+from ons_pipeline.energy.schema import DATASET_PREFIX, DIMENSION, MEASUREMENT
 from ons_pipeline.energy.timestream_records import timestream_calls
 from ons_pipeline.energy.validation import prepare, read_parquet
 from ons_pipeline.local.demo.energy_data import to_parquet
@@ -355,7 +355,7 @@ def main() -> None:
             influx = demo_influx(env)
             keys: dict[str, str] = {}
             for name, (dataset, _) in files.items():
-                key = f"dataset={dataset}/year=2026/month=01/bench_{name}.parquet"
+                key = f"{DATASET_PREFIX}{dataset}/year=2026/month=01/bench_{name}.parquet"
                 keys[name] = key
                 s3.put_object(Bucket=env["ONS_PROCESSED_BUCKET"], Key=key, Body=parquet[name])
                 bodies = plain_bodies(parquet[name], dataset, CEILING_BATCH)

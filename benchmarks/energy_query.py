@@ -41,7 +41,7 @@ from ons_pipeline.energy.api import InfluxTemplates, service_from_env
 from ons_pipeline.energy.line_protocol import LineProtocolBatches, line_chunks, lines_of_body
 from ons_pipeline.energy.query.templates import parse_template
 from ons_pipeline.energy.validation import prepare
-from ons_pipeline.local.demo.energy_data import to_parquet
+from ons_pipeline.local.demo.energy_data import object_key, to_parquet
 from ons_pipeline.local.query_api import start_api
 from ons_pipeline.local.stack import LocalStack, free_port
 
@@ -87,7 +87,7 @@ def load(service: Any, s3: Any, bucket: str, days: list[datetime]) -> int:
     for day in days:
         for dataset in ("generation", "consumption"):
             frame = day_frame(dataset, day, rng)
-            key = f"dataset={dataset}/year={day:%Y}/month={day:%m}/{dataset}_{day:%Y%m%d}.parquet"
+            key = object_key(dataset, day)
             s3.put_object(Bucket=bucket, Key=key, Body=to_parquet(frame))
             prepared = prepare(frame, dataset)
             target = influxdb.bucket_for(prepared.measurement)

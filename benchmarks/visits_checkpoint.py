@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ons_pipeline.resources.defaults import EVENTS_PREFIX
+
 FLOOR_FIRST_S = 60.0
 FLOOR_INCREMENTAL_S = 20.0
 BUCKET = "bench-visit-events"
@@ -57,7 +59,11 @@ def measure(
     sqs = sharing_session(NotificationQueueResource, s3)
     sqs.get_client().meta.events.register("before-call.sqs", count)
     locations = Locations(
-        BUCKET, "logs/", CHECKPOINTS, "checkpoints/events.parquet", notification_queue_url=queue_url
+        BUCKET,
+        EVENTS_PREFIX,
+        CHECKPOINTS,
+        "checkpoints/events.parquet",
+        notification_queue_url=queue_url,
     )
     started = time.perf_counter()
     outcome = run_checkpoint(
@@ -73,7 +79,7 @@ def measure(
         ledger = read_ledger(s3, locations)
         for name, known in (("plain_listing_s", ()), ("ranged_listing_s", ledger)):
             listed_at = time.perf_counter()
-            listed = list_event_objects(s3, BUCKET, "logs/", known)
+            listed = list_event_objects(s3, BUCKET, EVENTS_PREFIX, known)
             figures[name] = round(time.perf_counter() - listed_at, 2)
         figures["keys_listed"] = len(listed)
     return {
@@ -119,7 +125,9 @@ def notify_on_create(s3: object, sqs: object, queue_url: str) -> None:
                 {
                     "QueueArn": queue_arn,
                     "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "logs/"}]}},
+                    "Filter": {
+                        "Key": {"FilterRules": [{"Name": "prefix", "Value": EVENTS_PREFIX}]}
+                    },
                 }
             ]
         },

@@ -111,7 +111,7 @@ def detect_dataset(key: str) -> str:
             `generation_backup`) or `ambiguous_dataset` (two different names).
     """
     segments = urllib.parse.unquote(key).split("/")
-    names = {s.split("=", 1)[1] for s in segments if s.startswith("dataset=")}
+    names = {s.split("=", 1)[1] for s in segments if s.startswith(DATASET_PREFIX)}
     if not names:
         raise FileRejectedError("unknown_dataset", f"no dataset=<name> segment in {key!r}")
     if len(names) > 1:

@@ -21,13 +21,12 @@ from ons_pipeline.energy.validation import (
     quarantine_parquet,
     read_parquet,
 )
+from ons_pipeline.resources.defaults import PARQUET_CONTENT_TYPE
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource
-
-PARQUET: str = "application/vnd.apache.parquet"
 
 
 def source_uri(storage: EnergyStorageResource, key: str) -> str:
@@ -59,7 +58,7 @@ def write_quarantine(
     if len(rejected) == 0:
         s3.delete_keys(bucket, [quarantine_key])
         return None
-    s3.put_bytes(bucket, quarantine_key, quarantine_parquet(rejected), PARQUET)
+    s3.put_bytes(bucket, quarantine_key, quarantine_parquet(rejected), PARQUET_CONTENT_TYPE)
     return f"s3://{bucket}/{quarantine_key}"
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from ons_pipeline.energy.schema import DATASET_PREFIX
 from ons_pipeline.sales.schema import SOURCE_COLUMNS, STAR_SCHEMAS
 
 AWS_REGION: Final = "eu-west-2"
@@ -29,9 +30,12 @@ EVENTS_QUEUE_NAME: Final = "ons-visit-events-created"  # ONS_EVENTS_QUEUE_URL ho
 EVENTS_PREFIX: Final = "logs/"
 # New processed energy objects are announced here; ONS_ENERGY_QUEUE_URL holds its URL.
 ENERGY_QUEUE_NAME: Final = "ons-energy-objects-created"
-ENERGY_PREFIX: Final = "dataset="
+ENERGY_PREFIX: Final = DATASET_PREFIX  # energy/schema.py is its home (a pure module)
 
 SSM_PREFIX: Final = "/ons_pipeline"  # ONS_SSM_PREFIX
+
+# Content type of every Parquet object the pipelines write.
+PARQUET_CONTENT_TYPE: Final = "application/vnd.apache.parquet"
 
 # The run-worker Lambda (deploy/terraform) and the local endpoint that stands in for it.
 LAMBDA_RUN_WORKER_FUNCTION: Final = "ons-run-worker"  # ONS_LAMBDA_FUNCTION

@@ -41,13 +41,13 @@ from ons_pipeline.resources import (
     ObjectStoreResource,
     VisitsStorageResource,
 )
-from ons_pipeline.resources.defaults import METRICS_NAMESPACE_VISITS
+from ons_pipeline.resources.defaults import METRICS_NAMESPACE_VISITS, PARQUET_CONTENT_TYPE
 from ons_pipeline.visits.analytics import (
     average_days_to_qc_by_center,
     latest_event_per_visit,
     monthly_not_pass_qc_by_center,
 )
-from ons_pipeline.visits.checkpoint import PARQUET_CONTENT_TYPE, CorruptCheckpointError
+from ons_pipeline.visits.checkpoint import CorruptCheckpointError
 from ons_pipeline.visits.checks import checkpoint_check_specs, checkpoint_checks
 from ons_pipeline.visits.schema import ANALYTICS_SCHEMAS, CHECKPOINT_SCHEMA, COLUMN_DESCRIPTIONS
 from ons_pipeline.visits.storage import (

@@ -27,7 +27,6 @@ LEDGER_SCHEMA: Final = pa.schema(
         pa.field("status", pa.string(), nullable=False),  # "valid" or "rejected"
     ]
 )
-PARQUET_CONTENT_TYPE: Final = "application/vnd.apache.parquet"
 
 
 class CorruptCheckpointError(ValueError):

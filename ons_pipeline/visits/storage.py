@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 from ons_pipeline.platform.faults import commit_point
 from ons_pipeline.resources.aws import ConcurrentWriteError
+from ons_pipeline.resources.defaults import PARQUET_CONTENT_TYPE
 from ons_pipeline.visits.checkpoint import (
-    PARQUET_CONTENT_TYPE,
     ParsedFile,
     Rejection,
     checkpoint_from_parquet,

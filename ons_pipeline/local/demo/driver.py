@@ -189,10 +189,11 @@ def run_energy_demo(
     bucket = resources["energy_storage"].processed_bucket
     files = generate_demo_files(days, last_day=last_day)
     for key, body in files.items():
-        s3.put_bytes(bucket, key, body, "application/vnd.apache.parquet")
+        s3.put_bytes(bucket, key, body, defaults.PARQUET_CONTENT_TYPE)
     _say(
-        f"Energy demo: wrote {len(files)} Parquet files to s3://{bucket}/dataset=*/; each "
-        "file below is named by its energy partition key (dagster ... --partition '<key>')"
+        f"Energy demo: wrote {len(files)} Parquet files to "
+        f"s3://{bucket}/{defaults.ENERGY_PREFIX}*/; each file below is named by its energy "
+        "partition key (dagster ... --partition '<key>')"
     )
     partition_keys = [partition_key_for(key) for key in files]
     instance.add_dynamic_partitions(energy_objects_partitions.name, partition_keys)
@@ -277,13 +278,14 @@ def run_visits_demo(defs: Definitions, instance: DagsterInstance) -> int:
     """Land a demo event corpus, run the visits job twice, print the stats and the analytics."""
     s3: ObjectStoreResource = defs.resources["s3"]
     bucket = defs.resources["visits_storage"].source_bucket
+    prefix = defaults.EVENTS_PREFIX  # where the corpus lands its files
     corpus = generate_corpus(DEMO_VISITS)
     job = defs.resolve_job_def("visits_checkpoint_job")
     metadata: dict[str, Any] = {}
     waves = (("first run", corpus.initial), ("second run, after late arrivals", corpus.late))
     for label, files in waves:
         land_files(s3.get_client(), bucket, files)
-        _say(f"\nLanded {len(files)} visit-event files in s3://{bucket}/logs/; {label}:")
+        _say(f"\nLanded {len(files)} visit-event files in s3://{bucket}/{prefix}; {label}:")
         result = job.execute_in_process(
             instance=instance, raise_on_error=False, run_config=_quiet("ERROR")
         )
@@ -293,7 +295,7 @@ def run_visits_demo(defs: Definitions, instance: DagsterInstance) -> int:
 
     locations = Locations(
         source_bucket=bucket,
-        prefix="logs/",
+        prefix=prefix,
         checkpoint_bucket=str(metadata["checkpoint_bucket"]),
         checkpoint_key=str(metadata["checkpoint_key"]),
     )

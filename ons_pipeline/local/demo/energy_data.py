@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ons_pipeline.energy.schema import DATASET_PREFIX
+
 REGIONS = ("N", "NE", "SE/CO", "S")
 SOURCES = {
     "N": {"hydro": 9000.0, "thermal": 1200.0, "wind": 300.0},
@@ -125,7 +127,7 @@ BUILDERS = {
 
 
 def object_key(dataset: str, day: datetime) -> str:
-    return f"dataset={dataset}/year={day:%Y}/month={day:%m}/{dataset}_{day:%Y%m%d}.parquet"
+    return f"{DATASET_PREFIX}{dataset}/year={day:%Y}/month={day:%m}/{dataset}_{day:%Y%m%d}.parquet"
 
 
 def to_parquet(frame: pd.DataFrame, row_group_size: int | None = None) -> bytes:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from ons_pipeline.resources import defaults
+
 CENTERS = (
     (42, "alpha-adrc", "ingest-form-alpha"),
     (43, "beta-adrc", "ingest-form-beta"),
@@ -35,7 +37,7 @@ class VisitCorpus:
     invalid_keys: list[str]
 
 
-def event_key(event: dict[str, Any], prefix: str = "logs/") -> str:
+def event_key(event: dict[str, Any], prefix: str = defaults.EVENTS_PREFIX) -> str:
     """`log-{action}-{YYYYMMDD-HHMMSS}-{adcid}-{project_label}-{ptid}-{visit_date}.json`."""
     stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
     return (
@@ -96,7 +98,7 @@ def _files(events: list[dict[str, Any]], prefix: str) -> list[EventFile]:
     return [EventFile(event_key(e, prefix), json.dumps(e).encode()) for e in events]
 
 
-def invalid_files(prefix: str = "logs/") -> list[EventFile]:
+def invalid_files(prefix: str = defaults.EVENTS_PREFIX) -> list[EventFile]:
     """One file per kind of rejection the checkpoint reports."""
     good = _event(
         CENTERS[0], "BAD001", date(2024, 3, 1), "01", "submit", datetime(2024, 3, 2), True
@@ -115,7 +117,11 @@ def invalid_files(prefix: str = "logs/") -> list[EventFile]:
 
 
 def generate_corpus(
-    visits: int = 200, *, seed: int = 4, prefix: str = "logs/", late_fraction: float = 0.25
+    visits: int = 200,
+    *,
+    seed: int = 4,
+    prefix: str = defaults.EVENTS_PREFIX,
+    late_fraction: float = 0.25,
 ) -> VisitCorpus:
     """Initial files, plus late arrivals: new versions of old visits and visits logged late."""
     rng = random.Random(seed)  # nosec B311  # seeded demo data, not a secret
@@ -145,7 +151,9 @@ def generate_corpus(
     )
 
 
-def synthetic_files(count: int, *, start: int = 0, prefix: str = "logs/") -> list[EventFile]:
+def synthetic_files(
+    count: int, *, start: int = 0, prefix: str = defaults.EVENTS_PREFIX
+) -> list[EventFile]:
     """`count` distinct valid event files, fast to build (benchmark scale)."""
     base = datetime(2024, 1, 1, tzinfo=UTC)
     files = []

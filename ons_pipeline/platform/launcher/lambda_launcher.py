@@ -31,15 +31,15 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher.base import (
     CheckRunHealthResult,
     LaunchRunContext,
-    RunLauncher,
     WorkerStatus,
 )
 from dagster._core.storage.tags import RUN_WORKER_ID_TAG
 from dagster._grpc.types import ExecuteRunArgs
-from dagster._serdes import ConfigurableClass, serialize_value
+from dagster._serdes import serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
+from ons_pipeline.platform.launcher.base import ConfigurableRunLauncher
 from ons_pipeline.resources import defaults
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ if TYPE_CHECKING:
 DEFAULT_HEALTH_GRACE_SECONDS = 30
 
 
-class LambdaRunLauncher(RunLauncher, ConfigurableClass):
+class LambdaRunLauncher(ConfigurableRunLauncher):
     """Launches each run as an asynchronous invocation of the run-worker Lambda function."""
 
     def __init__(
@@ -69,7 +69,6 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         function_timeout_seconds: int = defaults.LAMBDA_TIMEOUT_SECONDS,
         health_grace_seconds: int = DEFAULT_HEALTH_GRACE_SECONDS,
     ) -> None:
-        self._inst_data = inst_data
         self.function = check.str_param(function, "function")
         self.region_name = region_name or None
         self.endpoint_url = endpoint_url or None
@@ -81,11 +80,7 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         self.health_grace_seconds = check.int_param(health_grace_seconds, "health_grace_seconds")
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
-        super().__init__()
-
-    @property
-    def inst_data(self) -> ConfigurableClassData | None:
-        return self._inst_data
+        super().__init__(inst_data)
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:

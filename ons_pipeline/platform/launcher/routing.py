@@ -19,10 +19,10 @@ from dagster._core.launcher.base import (
     WorkerStatus,
 )
 from dagster._core.storage.tags import RUN_WORKER_ID_TAG
-from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
+from ons_pipeline.platform.launcher.base import ConfigurableRunLauncher
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -45,7 +45,7 @@ def _launcher_field(description: str) -> Field:
     )
 
 
-class RoutingRunLauncher(RunLauncher, ConfigurableClass):
+class RoutingRunLauncher(ConfigurableRunLauncher):
     """Sends each run to one of two launchers by the run's ``ons/launcher`` tag."""
 
     def __init__(
@@ -55,15 +55,10 @@ class RoutingRunLauncher(RunLauncher, ConfigurableClass):
         route_tag: str = payload.ROUTE_TAG,
         inst_data: ConfigurableClassData | None = None,
     ) -> None:
-        self._inst_data = inst_data
         self.default = default
         self.long_running = long_running
         self.route_tag = route_tag
-        super().__init__()
-
-    @property
-    def inst_data(self) -> ConfigurableClassData | None:
-        return self._inst_data
+        super().__init__(inst_data)
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:

@@ -18,6 +18,8 @@ Start it with ``python -m ons_pipeline.local.lambda_endpoint --port N``; the loc
 stack does (``ONS_LAMBDA_ENDPOINT_URL``).
 """
 
+from __future__ import annotations
+
 import argparse
 import contextlib
 import hmac
@@ -99,14 +101,14 @@ class LocalLambda:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "LocalLambda":
+    def __enter__(self) -> LocalLambda:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "LocalLambda":
+    def start(self) -> LocalLambda:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
         return self

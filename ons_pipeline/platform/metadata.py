@@ -1,11 +1,11 @@
 """What every asset group shares in its Dagster wiring: the retry policy and UI metadata."""
 
-import warnings
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
+from __future__ import annotations
 
-import pandas as pd
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 import pyarrow as pa
 from dagster import (
     AnchorBasedFilePathMapping,
@@ -23,6 +23,11 @@ from dagster import (
 )
 
 from ons_pipeline.resources import settings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import pandas as pd
 
 
 def aws_retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:

@@ -5,6 +5,8 @@ skip late files; the sensor compares the listing with the ledger instead. A tick
 listing of the prefix and one GET of the ledger, never a GET per event file.
 """
 
+from __future__ import annotations
+
 import hashlib
 
 from dagster import (

@@ -2,3 +2,5 @@
 
 Laptop-only: nothing in the groups or the Lambda image imports this package.
 """
+
+from __future__ import annotations

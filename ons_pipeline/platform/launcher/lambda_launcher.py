@@ -5,10 +5,11 @@ id, instance ref) rather than run config, so the worker loads the code location,
 run from the shared instance and writes every event back to it.
 """
 
+from __future__ import annotations
+
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import boto3
@@ -29,20 +30,22 @@ from dagster._core.events import EngineEventData
 from dagster._core.launcher.base import (
     CheckRunHealthResult,
     LaunchRunContext,
-    RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import RUN_WORKER_ID_TAG
 from dagster._grpc.types import ExecuteRunArgs
-from dagster._serdes import ConfigurableClass, serialize_value
+from dagster._serdes import serialize_value
 from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
+from ons_pipeline.platform.launcher.base import ConfigurableRunLauncher
 from ons_pipeline.resources import defaults, settings
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from botocore.awsrequest import AWSRequest
+    from dagster._core.storage.dagster_run import DagsterRun
     from types_boto3_lambda import LambdaClient
     from types_boto3_s3 import S3Client
 
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
 DEFAULT_HEALTH_GRACE_SECONDS = 30
 
 
-class LambdaRunLauncher(RunLauncher, ConfigurableClass):
+class LambdaRunLauncher(ConfigurableRunLauncher):
     """Launches each run as an asynchronous invocation of the run-worker Lambda function."""
 
     def __init__(
@@ -65,7 +68,6 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         function_timeout_seconds: int = defaults.LAMBDA_TIMEOUT_SECONDS,
         health_grace_seconds: int = DEFAULT_HEALTH_GRACE_SECONDS,
     ) -> None:
-        self._inst_data = inst_data
         self.function = check.str_param(function, "function")
         self.region_name = region_name or None
         self.endpoint_url = endpoint_url or None
@@ -77,11 +79,7 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         self.health_grace_seconds = check.int_param(health_grace_seconds, "health_grace_seconds")
         self._clients: dict[str, Any] = {}
         self._clients_lock = threading.Lock()
-        super().__init__()
-
-    @property
-    def inst_data(self) -> ConfigurableClassData | None:
-        return self._inst_data
+        super().__init__(inst_data)
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:
@@ -152,12 +150,12 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         return cls(inst_data=inst_data, **config_value)
 
     @overload
-    def _client(self, service: Literal["lambda"]) -> "LambdaClient": ...
+    def _client(self, service: Literal["lambda"]) -> LambdaClient: ...
 
     @overload
-    def _client(self, service: Literal["s3"]) -> "S3Client": ...
+    def _client(self, service: Literal["s3"]) -> S3Client: ...
 
-    def _client(self, service: Literal["lambda", "s3"]) -> "LambdaClient | S3Client":
+    def _client(self, service: Literal["lambda", "s3"]) -> LambdaClient | S3Client:
         """One client per service for the launcher's life (the daemon's), thread-safe."""
         with self._clients_lock:
             if service not in self._clients:
@@ -347,7 +345,7 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         return record.start_time + self.function_timeout_seconds
 
 
-def _send_endpoint_secret(client: "LambdaClient | S3Client") -> None:
+def _send_endpoint_secret(client: LambdaClient | S3Client) -> None:
     """Add the local endpoint's secret (from the environment, as the stack's .env sets it).
 
     Only for an explicit endpoint_url: the local stack's Lambda endpoint refuses callers
@@ -357,7 +355,7 @@ def _send_endpoint_secret(client: "LambdaClient | S3Client") -> None:
     if not secret:
         return
 
-    def add_header(request: "AWSRequest", **_: Any) -> None:
+    def add_header(request: AWSRequest, **_: Any) -> None:
         request.headers[defaults.LAMBDA_ENDPOINT_SECRET_HEADER] = secret
 
     client.meta.events.register("before-sign.lambda", add_header)

@@ -6,8 +6,9 @@ limit: the default launcher locally, dagster-aws's ``EcsRunLauncher`` in product
 is on the run, so terminate and health checks reach the launcher that started it.
 """
 
-from collections.abc import Mapping
-from typing import Any, Self
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 from dagster import Field, Permissive, Shape, StringSource
@@ -17,12 +18,16 @@ from dagster._core.launcher.base import (
     RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import RUN_WORKER_ID_TAG
-from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
+from ons_pipeline.platform.launcher.base import ConfigurableRunLauncher
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dagster._core.storage.dagster_run import DagsterRun
 
 
 def _launcher_field(description: str) -> Field:
@@ -40,7 +45,7 @@ def _launcher_field(description: str) -> Field:
     )
 
 
-class RoutingRunLauncher(RunLauncher, ConfigurableClass):
+class RoutingRunLauncher(ConfigurableRunLauncher):
     """Sends each run to one of two launchers by the run's ``ons/launcher`` tag."""
 
     def __init__(
@@ -50,15 +55,10 @@ class RoutingRunLauncher(RunLauncher, ConfigurableClass):
         route_tag: str = payload.ROUTE_TAG,
         inst_data: ConfigurableClassData | None = None,
     ) -> None:
-        self._inst_data = inst_data
         self.default = default
         self.long_running = long_running
         self.route_tag = route_tag
-        super().__init__()
-
-    @property
-    def inst_data(self) -> ConfigurableClassData | None:
-        return self._inst_data
+        super().__init__(inst_data)
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:

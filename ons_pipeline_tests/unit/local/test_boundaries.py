@@ -13,14 +13,6 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[3] / "ons_pipeline"
 ROOT = PACKAGE.parent
 GROUPS = ("sales", "energy", "visits", "platform")
-# Re-exports at the moved modules' old paths while the branches written alongside the move
-# are merged; removed (with this set) once nothing imports the old paths.
-TRANSITIONAL_SHIMS = {
-    PACKAGE / "sales" / "demo_data.py",
-    PACKAGE / "energy" / "demo_data.py",
-    PACKAGE / "visits" / "demo_data.py",
-    PACKAGE / "platform" / "launcher" / "local_lambda.py",
-}
 
 
 def _imports(path: Path) -> set[str]:
@@ -36,11 +28,7 @@ def _imports(path: Path) -> set[str]:
 
 
 def _production_modules() -> list[Path]:
-    return [
-        p
-        for p in PACKAGE.rglob("*.py")
-        if PACKAGE / "local" not in p.parents and p not in TRANSITIONAL_SHIMS
-    ]
+    return [p for p in PACKAGE.rglob("*.py") if PACKAGE / "local" not in p.parents]
 
 
 def _offenders(paths: list[Path], forbidden: str) -> list[str]:
@@ -68,16 +56,9 @@ def test_no_demo_or_data_generator_is_left_in_a_group() -> None:
         str(p.relative_to(ROOT))
         for group in GROUPS
         for p in (PACKAGE / group).rglob("*.py")
-        if p.name.startswith("demo") and p not in TRANSITIONAL_SHIMS
+        if p.name.startswith("demo")
     )
     assert left == []
-
-
-def test_the_shims_only_re_export() -> None:
-    for path in TRANSITIONAL_SHIMS:
-        body = [n for n in ast.parse(path.read_text()).body if not isinstance(n, ast.Expr)]
-        assert len(body) == 1 and isinstance(body[0], ast.ImportFrom), path
-        assert body[0].module.startswith("ons_pipeline.local."), path
 
 
 def test_the_demo_uses_dagster_public_api_only() -> None:

@@ -38,13 +38,13 @@ from ons_pipeline.resources import (
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import visit_events_checkpoint
 from ons_pipeline_tests.integration.energy.test_energy_load import Lake as EnergyLake
+from ons_pipeline_tests.integration.platform.test_run_failure_alert import failing_job
 from ons_pipeline_tests.integration.sales.test_sales_job import Lake as SalesLake
-from ons_pipeline_tests.integration.test_run_failure_alert import failing_job
 
 pytestmark = pytest.mark.integration
 
 REGION = "eu-west-2"
-TERRAFORM = Path(__file__).resolve().parents[2] / "deploy" / "terraform"
+TERRAFORM = Path(__file__).resolve().parents[3] / "deploy" / "terraform"
 
 Series = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, metric, dimensions
 

@@ -17,6 +17,7 @@ from dagster import Failure
 
 from ons_pipeline.platform.faults import commit_point
 from ons_pipeline.resources.aws import ConcurrentWriteError
+from ons_pipeline.resources.defaults import PARQUET_CONTENT_TYPE
 from ons_pipeline.sales.outputs import from_parquet_bytes, output_key, to_parquet_bytes
 from ons_pipeline.sales.packets import (
     ParsedPacket,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     )
     from ons_pipeline.resources.aws import WriteOutcome
 
-PARQUET_CONTENT_TYPE: Final = "application/vnd.apache.parquet"
 MANIFEST_VERSION: Final = 2
 QUARANTINE_TABLE: Final = "quarantine"  # a star output with a sequence but no SSM counter
 # Listing pages per table when a run finds its own packets (1,000 keys a page).

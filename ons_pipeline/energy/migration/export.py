@@ -25,6 +25,8 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from types_boto3_timestream_query import TimestreamQueryClient
+
 # Timestream database, table, dimension and measure names (plus `::` of measure_value::type).
 _NAME: Final = re.compile(r"^[A-Za-z0-9_.\-]+(::[a-z]+)?$")
 _RETRYABLE: Final = {"ThrottlingException", "InternalServerException", "ServiceUnavailable"}
@@ -103,7 +105,7 @@ def stats_query(
 
 
 def query_pages(
-    client: Any,
+    client: TimestreamQueryClient,
     statement: str,
     *,
     max_retries: int = 5,

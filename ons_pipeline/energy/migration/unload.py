@@ -37,6 +37,9 @@ from ons_pipeline.energy.migration.export import (
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from types_boto3_s3 import S3Client
+    from types_boto3_timestream_query import TimestreamQueryClient
+
 EXPORT_MODES: Final = ("unload", "query")
 PART_SIZE: Final = "64MB"
 _BUCKET: Final = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
@@ -48,7 +51,7 @@ _PREFIX: Final = re.compile(rf"^{_SEGMENT}(/{_SEGMENT})*$")
 class UnloadTarget:
     """Where a window's export goes: `s3://bucket/prefix/<dataset>/<day>/<run>/`."""
 
-    s3: Any
+    s3: S3Client
     bucket: str
     prefix: str
 
@@ -86,7 +89,7 @@ def _split(url: str) -> tuple[str, str]:
 
 
 def unload_window(
-    client: Any,
+    client: TimestreamQueryClient,
     target: UnloadTarget,
     *,
     database: str,
@@ -116,7 +119,7 @@ def unload_window(
     return Export(target.bucket, folder, rows, parts, manifest)
 
 
-def export_batches(s3: Any, export: Export, batch_rows: int) -> Iterator[pa.Table]:
+def export_batches(s3: S3Client, export: Export, batch_rows: int) -> Iterator[pa.Table]:
     """The export's records, `batch_rows` at a time, one part in memory at once."""
     for url in export.parts:
         bucket, key = _split(url)
@@ -127,7 +130,7 @@ def export_batches(s3: Any, export: Export, batch_rows: int) -> Iterator[pa.Tabl
         del body
 
 
-def delete_export(s3: Any, bucket: str, folder: str) -> int:
+def delete_export(s3: S3Client, bucket: str, folder: str) -> int:
     """Delete every object under the export's folder; how many were deleted."""
     deleted = 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):

@@ -33,6 +33,8 @@ from ons_pipeline.energy.schema import (
 from ons_pipeline.resources.influxql import quote_identifier
 
 if TYPE_CHECKING:
+    from types_boto3_timestream_query import TimestreamQueryClient
+
     from ons_pipeline.resources.influxdb import InfluxDBResource
 
 SeriesKey = tuple[tuple[tuple[str, str], ...], str]  # (sorted tags, field)
@@ -68,7 +70,12 @@ def _tags(row: dict[str, Any], dataset: str) -> tuple[tuple[str, str], ...]:
 
 
 def timestream_stats(
-    client: Any, database: str, table: str, dataset: str, window: Window, **retry: Any
+    client: TimestreamQueryClient,
+    database: str,
+    table: str,
+    dataset: str,
+    window: Window,
+    **retry: Any,
 ) -> tuple[dict[SeriesKey, SeriesStats], Counter[str]]:
     """Per series as InfluxDB would hold it, and the records that map to no series."""
     info = next(query_pages(client, columns_query(database, table, window), **retry))

@@ -38,6 +38,8 @@ from ons_pipeline.resources.influxdb import WriteOutcome
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
+    from types_boto3_timestream_query import TimestreamQueryClient
+
     from ons_pipeline.energy.validation import PreparedFile
     from ons_pipeline.resources.influxdb import InfluxDBResource
 
@@ -160,7 +162,7 @@ def overlapped(
 
 
 def migrate_window(
-    client: Any,
+    client: TimestreamQueryClient,
     influxdb: InfluxDBResource,
     *,
     database: str,

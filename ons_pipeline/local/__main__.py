@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
+from ons_pipeline.local.cli import run
 
-from ons_pipeline.local.cli import main
-
-sys.exit(main())
+run()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from ons_pipeline.local import query_api
 from ons_pipeline.local.stack import LocalStack, StackError
@@ -144,5 +147,20 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def run() -> NoReturn:
+    """The `ons-stack` command: `main`, then leave without tearing the interpreter down.
+
+    Every write is finished when `main` returns. Tearing down after the in-process demo
+    runs now and then aborted the process in a native thread pool's destructor ("terminate
+    called without an active exception", exit status 134) after all output was printed, so
+    the command flushes what it holds and exits with `main`'s status directly.
+    """
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

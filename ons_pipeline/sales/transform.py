@@ -543,13 +543,15 @@ def build_star_increment(
     """The rows a full rebuild would add, from the new sales_order rows alone; None if it can't.
 
     Equal, row for row and in order, to `changed_rows` of `build_star_schema` over the whole
-    history when (1) only sales_order rows are new and they were delivered after every row in
-    `known_versions` (the typed versions of the history, see `order_versions`), (2)
-    `dimensions` are the current dimension tables and `known_dates` the current
+    history when only sales_order rows are new, `new_orders` holds just the rows the raw
+    history lacked (identical re-deliveries already folded, as `merge_history` does),
+    `known_versions` are the typed versions of the stored rows (`order_versions`),
+    `dimensions` the current dimension tables and `known_dates` the current
     `dim_date.date_id`. Facts parked as missing_dimension stay parked because no dimension
     changed. Returns None when a new valid row shares (sales_order_id, last_updated) with a
-    known one: the later delivery would replace a stored fact, which only a full rebuild can
-    express.
+    stored one: the later delivery would replace a stored fact (the stored one becomes a
+    conflicting_version), which only a full rebuild expresses. Delivery order matters only
+    for such a collision, so packets arriving out of order need no other care.
     """
     typed, rejected, deduplicated = normalise_source("sales_order", new_orders)
     new_keys = _version_keys(typed)
@@ -582,3 +584,24 @@ def build_star_increment(
         quarantine=quarantine,
         accounting=accounting,
     )
+
+
+def newest_version(orders: pd.DataFrame) -> np.datetime64 | None:
+    """The latest readable `last_updated` of any sales_order row, valid or quarantined.
+
+    Stored beside the history, it makes the usual packet cheap to place: a row updated after
+    it can neither repeat a stored row nor share a stored (sales_order_id, last_updated).
+    """
+    stamps, _ = _coerce(orders["last_updated"], "timestamp") if len(orders) else (None, None)
+    newest = None if stamps is None else stamps.max()
+    return None if newest is None or pd.isna(newest) else np.datetime64(newest, "us")
+
+
+def all_newer_than(orders: pd.DataFrame, watermark: np.datetime64 | None) -> bool:
+    """Whether every row has a readable `last_updated` later than `watermark` (None: any)."""
+    if not len(orders):
+        return True
+    stamps, _ = _coerce(orders["last_updated"], "timestamp")
+    if stamps.isna().any():
+        return False
+    return watermark is None or bool((stamps.to_numpy(dtype="datetime64[us]") > watermark).all())

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ons_pipeline.sales.demo_data import generate_totesys
 from ons_pipeline.sales.outputs import changed_rows, from_parquet_bytes, to_parquet_bytes
 from ons_pipeline.sales.packets import empty_rows, history_schema, merge_history, parse_packet
@@ -18,8 +20,10 @@ from ons_pipeline.sales.transform import (
     SOURCE_TABLES,
     StarIncrement,
     StarSchemaResult,
+    all_newer_than,
     build_star_increment,
     build_star_schema,
+    newest_version,
     order_versions,
 )
 
@@ -82,15 +86,18 @@ def land(raw: dict[str, pd.DataFrame], body: bytes, packet_id: int) -> pd.DataFr
 
 
 def increment_of(
-    before: StarSchemaResult, history: pd.DataFrame, new: pd.DataFrame
+    before: StarSchemaResult, history: pd.DataFrame, new: pd.DataFrame, lookup: bool = True
 ) -> StarIncrement | None:
-    return build_star_increment(
-        new, order_versions(history), before.tables, before.tables["dim_date"]["date_id"]
-    )
+    """The increment; without `lookup` the stored versions are not read (the watermark gate)."""
+    versions = order_versions(history if lookup else history.iloc[:0])
+    return build_star_increment(new, versions, before.tables, before.tables["dim_date"]["date_id"])
 
 
 def assert_same_as_full_rebuild(
-    bad_rows: bool, hold_back: bool = True, body_of: Callable[[bytes], bytes] = bytes
+    bad_rows: bool,
+    hold_back: bool = True,
+    body_of: Callable[[bytes], bytes] = bytes,
+    lookup: bool = True,
 ) -> dict[str, int]:
     """Compare the increment with the full rebuild's changed rows; returns new rows by reason."""
     raw, body, packet_id = histories(bad_rows, hold_back)
@@ -99,7 +106,9 @@ def assert_same_as_full_rebuild(
     new = land(raw, body_of(body), packet_id)
     after = build_star_schema(raw)
 
-    increment = increment_of(before, history, new)
+    if not lookup:
+        assert all_newer_than(new, newest_version(history))
+    increment = increment_of(before, history, new, lookup)
 
     assert increment is not None
     expected = {
@@ -183,3 +192,23 @@ def test_order_versions_lists_the_valid_rows_typed() -> None:
     assert len(versions) == len(raw["sales_order"]) - len(invalid) > 0
     assert list(versions.columns) == ["sales_order_id", "last_updated"]
     assert str(versions["last_updated"].dtype) == "datetime64[us]"
+
+
+def test_rows_newer_than_the_stored_watermark_need_no_version_lookup() -> None:
+    """The usual packet: updated after every stored row, so no stored version is read."""
+    reasons = assert_same_as_full_rebuild(bad_rows=True, hold_back=False, lookup=False)
+    assert reasons.get("missing_dimension")
+
+
+def test_rows_at_the_watermark_or_without_a_readable_time_are_not_newer() -> None:
+    raw, _, _ = histories(bad_rows=False)
+    orders = raw["sales_order"]
+    watermark = newest_version(orders)
+    assert watermark is not None
+    assert all_newer_than(orders, watermark - np.timedelta64(5000, "D"))
+    assert not all_newer_than(orders, watermark)
+    newest = orders[orders["last_updated"] == orders["last_updated"].max()]
+    assert not all_newer_than(newest, watermark)
+    assert not all_newer_than(orders.iloc[:1].assign(last_updated="not a time"), None)
+    assert all_newer_than(orders.iloc[:0], watermark)
+    assert newest_version(orders.iloc[:0]) is None

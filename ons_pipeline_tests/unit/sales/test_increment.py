@@ -90,7 +90,11 @@ def increment_of(
 ) -> StarIncrement | None:
     """The increment; without `lookup` the stored versions are not read (the watermark gate)."""
     versions = order_versions(history if lookup else history.iloc[:0])
-    return build_star_increment(new, versions, before.tables, before.tables["dim_date"]["date_id"])
+    snapshots = {  # as the star step reads them back
+        table: from_parquet_bytes(to_parquet_bytes(frame, SCHEMAS[table]))
+        for table, frame in before.tables.items()
+    }
+    return build_star_increment(new, versions, snapshots, snapshots["dim_date"]["date_id"])
 
 
 def assert_same_as_full_rebuild(

@@ -33,15 +33,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ons_pipeline.energy.demo_data import to_parquet
+from ons_pipeline.energy.line_protocol import batch_bodies, line_chunks
 from ons_pipeline.energy.schema import DIMENSION, MEASUREMENT
-from ons_pipeline.energy.transform import (
-    batch_bodies,
-    line_chunks,
-    prepare,
-    read_parquet,
-    timestream_calls,
-)
+from ons_pipeline.energy.timestream_records import timestream_calls
+from ons_pipeline.energy.validation import prepare, read_parquet
+from ons_pipeline.local.demo.energy_data import to_parquet
 
 ROW_GROUP = 131_072
 CEILING_WRITERS = (1, 2, 4)
@@ -117,15 +113,15 @@ def e2e_child(key: str, env_json: str, settings_json: str) -> None:
     from dagster import DagsterInstance, materialize
 
     from ons_pipeline.energy.assets import influxdb_points
-    from ons_pipeline.energy.demo import demo_resources
     from ons_pipeline.energy.partitions import energy_objects_partitions
+    from ons_pipeline.local.demo.driver import stack_resources
     from ons_pipeline.resources import InfluxDBResource
 
     env = json.loads(env_json)
     os.environ.update(env)
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(energy_objects_partitions.name, [key])
-    resources = demo_resources(env)
+    resources = stack_resources(env)
     resources.pop("timestream")
     influx = resources["influxdb"]
     fields = {name: getattr(influx, name) for name in InfluxDBResource.model_fields}
@@ -212,7 +208,7 @@ def ceiling(env: dict[str, str], bucket: str, bodies: list[bytes], writers: int)
 
 def readback_queries(influx: Any, bucket: str, prepared: Any) -> tuple[float, float, int]:
     """Seconds for the check's one grouped query and for one query per series, same window."""
-    from ons_pipeline.energy.assets import readback_counts, readback_statement
+    from ons_pipeline.energy.readback import readback_counts, readback_statement
     from ons_pipeline.resources.influxql import quote_identifier
 
     statement, params = readback_statement(prepared)
@@ -266,9 +262,9 @@ def timestream_rates(env: dict[str, str], frame: pd.DataFrame, dataset: str) -> 
     """Records/s: our path (records built + `write_calls`) and raw pre-built WriteRecords."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ons_pipeline.energy.demo import demo_resources
+    from ons_pipeline.local.demo.driver import stack_resources
 
-    resource = demo_resources(env)["timestream"]
+    resource = stack_resources(env)["timestream"]
     client = resource.get_client()
     table = resource.table_for(dataset)
     prepared = prepare(frame, dataset)
@@ -459,9 +455,9 @@ def main() -> None:
 
 def demo_influx(env: dict[str, str]) -> Any:
     """The local stack's InfluxDB resource (creates the benchmark's buckets)."""
-    from ons_pipeline.energy.demo import demo_resources
+    from ons_pipeline.local.demo.driver import stack_resources
 
-    return demo_resources(env)["influxdb"]
+    return stack_resources(env)["influxdb"]
 
 
 if __name__ == "__main__":

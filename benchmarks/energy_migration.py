@@ -36,8 +36,8 @@ import boto3
 import numpy as np
 import pyarrow as pa
 
-from ons_pipeline.energy.migration.assets import compare_window
 from ons_pipeline.energy.migration.export import Window, query_pages, window_query
+from ons_pipeline.energy.migration.steps import compare_window
 from ons_pipeline.energy.migration.unload import UnloadTarget, delete_export
 from ons_pipeline.energy.migration.window import migrate_window, overlapped
 from ons_pipeline.local.moto_server import SEED_PATH

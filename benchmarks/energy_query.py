@@ -38,9 +38,10 @@ import numpy as np
 import pandas as pd
 
 from ons_pipeline.energy.api import InfluxTemplates, service_from_env
-from ons_pipeline.energy.demo_data import to_parquet
+from ons_pipeline.energy.line_protocol import LineProtocolBatches, line_chunks, lines_of_body
 from ons_pipeline.energy.query.templates import parse_template
-from ons_pipeline.energy.transform import batch_bodies, body_of, line_chunks, prepare
+from ons_pipeline.energy.validation import prepare
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.local.query_api import start_api
 from ons_pipeline.local.stack import LocalStack, free_port
 
@@ -92,11 +93,8 @@ def load(service: Any, s3: Any, bucket: str, days: list[datetime]) -> int:
             target = influxdb.bucket_for(prepared.measurement)
             influxdb.ensure_bucket(target)
             for _, lines in line_chunks(prepared):
-                outcome = influxdb.write_lines(
-                    target,
-                    batch_bodies(lines, influxdb.max_batch_size),
-                    lambda lo, hi, lines=lines: body_of(lines, np.arange(lo, hi)),
-                )
+                batches = LineProtocolBatches([lines], influxdb.max_batch_size)
+                outcome = influxdb.write_lines(target, batches)
                 assert not outcome.rejected, outcome.rejected
                 points += outcome.lines_written
     return points
@@ -131,7 +129,7 @@ def write_phase(influxdb: Any, rate: int, seconds: float) -> dict[str, float]:
     size = max(int(rate * interval), 1)
     count = int(seconds / interval)
     influxdb.ensure_bucket("bench_writes")
-    bodies = write_bodies(count, size, offset_minutes=600)
+    bodies = [lines_of_body(body) for body in write_bodies(count, size, offset_minutes=600)]
     latencies = []
     started = time.perf_counter()
     for i, body in enumerate(bodies):
@@ -139,7 +137,7 @@ def write_phase(influxdb: Any, rate: int, seconds: float) -> dict[str, float]:
         if (wait := due - time.perf_counter()) > 0:
             time.sleep(wait)
         t0 = time.perf_counter()
-        influxdb.write_lines("bench_writes", iter([(0, size, body)]), lambda lo, hi, b=body: b)
+        influxdb.write_lines("bench_writes", LineProtocolBatches([body], size))
         latencies.append(time.perf_counter() - t0)
     elapsed = time.perf_counter() - started
     return {
@@ -156,7 +154,7 @@ def mixed_phase(
     stop_at = time.perf_counter() + seconds
     counts = {"reads": 0, "writes": 0, "points": 0, "errors": 0}
     lock = threading.Lock()
-    bodies = write_bodies(200, 100, offset_minutes=300)
+    bodies = [lines_of_body(body) for body in write_bodies(200, 100, offset_minutes=300)]
 
     def reader(index: int) -> None:
         i = index
@@ -174,7 +172,7 @@ def mixed_phase(
         i = index
         while time.perf_counter() < stop_at:
             body = bodies[i % len(bodies)]
-            influxdb.write_lines("bench_writes", iter([(0, 100, body)]), lambda lo, hi, b=body: b)
+            influxdb.write_lines("bench_writes", LineProtocolBatches([body], 100))
             with lock:
                 counts["writes"] += 1
                 counts["points"] += 100

@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from ons_pipeline.energy.transform import parse_timestamps
+from ons_pipeline.energy.validation import parse_timestamps
 
 FORMS = (
     "%Y-%m-%dT%H:%M:%S.%fZ",

@@ -78,7 +78,7 @@ def main() -> None:
     from dagster._core.workspace.context import WorkspaceProcessContext
     from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-    from ons_pipeline.platform.launcher.local_lambda import LocalLambda
+    from ons_pipeline.local.lambda_endpoint import LocalLambda
 
     with tempfile.TemporaryDirectory(prefix="ons-launch-bench-") as home, LocalLambda() as fn:
         Path(home, "dagster.yaml").write_text(

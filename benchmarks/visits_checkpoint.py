@@ -60,7 +60,7 @@ def measure(
     )
     started = time.perf_counter()
     outcome = run_checkpoint(
-        client, locations, run_id=f"bench-{label}", max_workers=32, sqs=sqs, reconcile=reconcile
+        s3, locations, run_id=f"bench-{label}", max_workers=32, sqs=sqs, reconcile=reconcile
     )
     seconds = time.perf_counter() - started
     peak_rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -69,10 +69,10 @@ def measure(
     if listings:  # after the run, so not in its counts: one plain listing, one by ledger ranges
         from ons_pipeline.visits.storage import list_event_objects, read_ledger
 
-        ledger = read_ledger(client, locations)
+        ledger = read_ledger(s3, locations)
         for name, known in (("plain_listing_s", ()), ("ranged_listing_s", ledger)):
             listed_at = time.perf_counter()
-            listed = list_event_objects(client, BUCKET, "logs/", known)
+            listed = list_event_objects(s3, BUCKET, "logs/", known)
             figures[name] = round(time.perf_counter() - listed_at, 2)
         figures["keys_listed"] = len(listed)
     return {
@@ -126,7 +126,7 @@ def notify_on_create(s3: object, sqs: object, queue_url: str) -> None:
 
 
 def upload(client: object, files: list, label: str) -> None:
-    from ons_pipeline.visits.demo_data import land_files
+    from ons_pipeline.local.demo.visits_data import land_files
 
     started = time.perf_counter()
     land_files(client, BUCKET, files, workers=32)
@@ -156,8 +156,8 @@ def main() -> int:
     import boto3
     from botocore.config import Config
 
+    from ons_pipeline.local.demo.visits_data import synthetic_files
     from ons_pipeline.local.stack import LocalStack
-    from ons_pipeline.visits.demo_data import synthetic_files
 
     with tempfile.TemporaryDirectory() as state, LocalStack(Path(state)) as stack:
         os.environ.update(stack.env)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from dagster import Definitions
 
 from ons_pipeline.energy import definitions as energy
@@ -10,15 +12,21 @@ from ons_pipeline.resources import default_resources
 from ons_pipeline.sales import definitions as sales
 from ons_pipeline.visits import definitions as visits
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
-def build_defs() -> Definitions:
-    """The code location, with resources read from the environment as it is now."""
+
+def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:
+    """The code location, with `resources` or those the environment as it is now describes.
+
+    The local demo passes resources built from the stack's environment, explicitly.
+    """
     return Definitions.merge(
         sales.defs,
         energy.defs,
         visits.defs,
         platform.defs,
-        Definitions(resources=default_resources()),
+        Definitions(resources=dict(resources) if resources is not None else default_resources()),
     )
 
 

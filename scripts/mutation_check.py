@@ -66,7 +66,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: Timestream cap 101",
-        "ons_pipeline/energy/transform.py",
+        "ons_pipeline/energy/timestream_records.py",
         "MAX_RECORDS_PER_CALL: Final = 100",
         "MAX_RECORDS_PER_CALL: Final = 101",
         (f"{U}/energy/test_timestream_limit.py", f"{U}/energy/test_transform.py"),
@@ -74,16 +74,17 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "visits: AccessDenied/InternalError read as missing",
-        "ons_pipeline/visits/storage.py",
-        'if _error_code(error) in {"NoSuchKey", "404"}:\n            return None',
-        'if _error_code(error) in {"NoSuchKey", "404", "AccessDenied", "InternalError"}:\n'
-        "            return None",
+        "ons_pipeline/resources/aws.py",
+        '{"NoSuchKey", "404"}:\n                return None\n            raise\n'
+        '        return response["Body"].read(), response["ETag"]',
+        '{"NoSuchKey", "404", "AccessDenied", "InternalError"}:\n                return None\n'
+        '            raise\n        return response["Body"].read(), response["ETag"]',
         (f"{U}/visits/test_state_read_errors.py",),
         "a failed ledger read re-reads everything; a failed event read loses its message",
     ),
     Mutation(
         "visits: notification clock margin sign flipped",
-        "ons_pipeline/visits/storage.py",
+        "ons_pipeline/visits/notifications.py",
         "round((listing_started - clock_margin_s) * 1000)",
         "round((listing_started + clock_margin_s) * 1000)",
         (f"{U}/visits/test_notification_margin.py", "ons_pipeline_tests/test_deploy.py"),
@@ -99,7 +100,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: rows-accounted-for always passes",
-        "ons_pipeline/energy/assets.py",
+        "ons_pipeline/energy/checks.py",
         "passed=rows == written + deduplicated + rejected,",
         "passed=True,",
         (f"{U}/energy/test_accounting_check.py",),
@@ -186,7 +187,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: InfluxDB batches one line short",
-        "ons_pipeline/energy/transform.py",
+        "ons_pipeline/energy/line_protocol.py",
         "for start in range(0, len(lines), batch_size):\n"
         "        stop = min(start + batch_size, len(lines))",
         "for start in range(0, len(lines), batch_size):\n"
@@ -196,7 +197,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "energy: readback accepts fewer values than written",
-        "ons_pipeline/energy/assets.py",
+        "ons_pipeline/energy/readback.py",
         "            if got < count:\n",
         "            if got < count - 1:\n",
         (f"{U}/energy/test_readback.py", f"{I}/energy/test_energy_load.py"),
@@ -205,7 +206,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     # Visits.
     Mutation(
         "visits: message without SentTimestamp counted as covered",
-        "ons_pipeline/visits/storage.py",
+        "ons_pipeline/visits/notifications.py",
         "(before if sent is not None and sent < cutoff_ms else rest)",
         "(before if sent is None or sent < cutoff_ms else rest)",
         (f"{U}/visits/test_notification_age.py",),
@@ -229,8 +230,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "visits: checkpoint written without its precondition",
-        "ons_pipeline/visits/storage.py",
-        'condition = {"IfMatch": previous_etag} if previous_etag else {"IfNoneMatch": "*"}',
+        "ons_pipeline/resources/aws.py",
+        'condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}',
         "condition: dict[str, str] = {}",
         (f"{U}/visits/test_state_read_errors.py",),
         "two concurrent runs both win and one loses the other's events",

@@ -7,69 +7,56 @@ the quarantine object is overwritten under a name derived from the key.
 """
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
 from dagster import (
     AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
-    Failure,
     FreshnessPolicy,
     MaterializeResult,
-    MetadataValue,
     asset,
 )
 
+from ons_pipeline.energy.checks import (
+    accounting_check,
+    accounting_spec,
+    readback_check,
+    readback_spec,
+)
+from ons_pipeline.energy.loads import (
+    fail_on_invalid,
+    influxdb_health,
+    load_metadata,
+    points_metadata,
+    points_metrics,
+    records_metadata,
+    records_metrics,
+    unavailable_metric,
+    write_points,
+    write_records,
+)
 from ons_pipeline.energy.migration.cutover import skipped_by_sinks
-from ons_pipeline.energy.partitions import energy_objects_partitions
-from ons_pipeline.energy.schema import (
-    COLUMN_DESCRIPTIONS,
-    MEASUREMENT,
-    PROCESSED_SCHEMA,
-    FileRejectedError,
-    detect_dataset,
-    file_schema,
-)
-from ons_pipeline.energy.transform import (
-    CHUNK_ROWS,
-    PreparedFile,
-    batch_bodies,
-    expected_series_counts,
-    file_rejection,
-    line_chunks,
-    parquet_row_count,
-    prepare,
-    quarantine_parquet,
-    read_parquet,
-    rejected_rows,
-    timestream_calls,
-)
+from ons_pipeline.energy.partitions import energy_objects_partitions, object_key_for
+from ons_pipeline.energy.readback import expected_series_counts, readback_counts
+from ons_pipeline.energy.schema import COLUMN_DESCRIPTIONS, PROCESSED_SCHEMA
+from ons_pipeline.energy.storage import read_and_prepare, source_uri, write_quarantine
 from ons_pipeline.platform.failures import classified_failures
 from ons_pipeline.platform.metadata import (
     AWS_RETRY_POLICY,
     OWNERS,
     asset_tags,
     column_schema_metadata,
-    markdown_table,
 )
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
     InfluxDBResource,
-    Metric,
     ObjectStoreResource,
     TimestreamResource,
 )
 from ons_pipeline.resources.defaults import METRICS_NAMESPACE_INFLUXDB, METRICS_NAMESPACE_TIMESTREAM
-from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
-from ons_pipeline.resources.influxql import quote_identifier
-from ons_pipeline.resources.timestream import TimestreamUnavailableError, TimestreamWriteError
 
 ENERGY_GROUP = "energy"
 INFLUXDB_KEY = AssetKey(["energy", "influxdb_points"])
@@ -84,173 +71,6 @@ ENERGY_FRESHNESS = FreshnessPolicy.time_window(
 ENERGY_SPEC_METADATA = column_schema_metadata(PROCESSED_SCHEMA, COLUMN_DESCRIPTIONS)
 
 
-def read_and_prepare(
-    s3: ObjectStoreResource,
-    storage: EnergyStorageResource,
-    key: str,
-    *,
-    store: str,
-    check_tags: bool = True,
-) -> PreparedFile:
-    """The object's rows after the section 4 rules.
-
-    A file rejected whole (`unknown_dataset`, `ambiguous_dataset`, `unreadable_file`,
-    `missing_column`) leaves a quarantine record where `store`'s rejected rows go.
-
-    Raises:
-        Failure: (not retried) the object is missing or the whole file is rejected.
-    """
-    bucket = storage.processed_bucket
-    data = s3.get_bytes(bucket, key)
-    if data is None:
-        raise Failure(description=f"s3://{bucket}/{key} does not exist", allow_retries=False)
-    try:
-        dataset = detect_dataset(key)
-        try:
-            frame = read_parquet(data, dataset)
-        except (pa.ArrowException, OSError) as error:  # e.g. "magic bytes not found"
-            raise FileRejectedError(
-                "unreadable_file", f"not a readable Parquet file: {error}"
-            ) from error
-        return prepare(frame, dataset, check_tags=check_tags)
-    except FileRejectedError as error:
-        rows = parquet_row_count(data)
-        uri = write_quarantine(
-            s3, storage, store, key, file_rejection(key, error.reason, str(error), rows)
-        )
-        raise Failure(
-            description=f"s3://{bucket}/{key} rejected whole ({error.reason}), not retried: "
-            f"{error}; quarantine record {uri}",
-            metadata={
-                "reason": error.reason,
-                "rejected": rows if rows is not None else "unreadable",
-                "quarantine_uri": MetadataValue.path(str(uri)),
-                "source_uri": MetadataValue.path(f"s3://{bucket}/{key}"),
-            },
-            allow_retries=False,
-        ) from error
-
-
-def write_quarantine(
-    s3: ObjectStoreResource, storage: EnergyStorageResource, store: str, key: str, rejected: Any
-) -> str | None:
-    """Put the rejected rows beside the key (or remove a stale object); the URI or None."""
-    bucket = storage.processed_bucket
-    quarantine_key = storage.quarantine_key(store, key)
-    if len(rejected) == 0:
-        s3.get_client().delete_object(Bucket=bucket, Key=quarantine_key)
-        return None
-    s3.put_bytes(
-        bucket, quarantine_key, quarantine_parquet(rejected), "application/vnd.apache.parquet"
-    )
-    return f"s3://{bucket}/{quarantine_key}"
-
-
-def _fail_on_invalid(prepared: PreparedFile, key: str, uri: str | None) -> None:
-    reasons = prepared.rejected_by_reason()
-    raise Failure(
-        description=f"{key}: {len(prepared.rejected)} invalid rows and DROP_INVALID_RECORDS is "
-        f"false; nothing was written. Reasons: {reasons}",
-        metadata={"rejected_by_reason": MetadataValue.json(reasons), "quarantine": str(uri)},
-        allow_retries=False,
-    )
-
-
-def _accounting(rows: int, written: int, deduplicated: int, rejected: int) -> AssetCheckResult:
-    return AssetCheckResult(
-        check_name="rows_accounted_for",
-        passed=rows == written + deduplicated + rejected,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "rows": rows,
-            "written": written,
-            "deduplicated": deduplicated,
-            "rejected": rejected,
-        },
-    )
-
-
-def readback_statement(prepared: PreparedFile) -> tuple[str, dict[str, int]]:
-    """One InfluxQL COUNT grouped by the file's tag set over its time window, and its params.
-
-    One grouped query answers for every series in one round trip, however many series the
-    file holds (benchmarks/energy_load.py times it against one query per series).
-    """
-    frame = prepared.accepted
-    group_by = ", ".join(quote_identifier(column) for column in prepared.tag_columns)
-    statement = (
-        f"SELECT COUNT(*) FROM {quote_identifier(prepared.measurement)} "  # nosec B608  # quoted names; bounds bound
-        f"WHERE time >= $low AND time <= $high GROUP BY {group_by}"
-    )
-    return statement, {"low": int(frame["time_ns"].min()), "high": int(frame["time_ns"].max())}
-
-
-def readback_counts(
-    influxdb: InfluxDBResource, bucket: str, prepared: PreparedFile
-) -> dict[tuple[tuple[str, str], ...], dict[str, int]]:
-    """Per series and field, how many values InfluxDB holds in the file's time window."""
-    if prepared.accepted.empty:
-        return {}
-    statement, params = readback_statement(prepared)
-    found: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
-    for item in influxdb.influxql(bucket, statement, params):
-        tags = tuple(sorted((k, v) for k, v in (item.get("tags") or {}).items() if v))
-        counts = dict(zip(item["columns"], item["values"][0], strict=True))
-        found[tags] = {
-            name.removeprefix("count_"): int(value)
-            for name, value in counts.items()
-            if name != "time" and value
-        }
-    return found
-
-
-def compare_counts(
-    expected: dict[tuple[tuple[str, str], ...], dict[str, int]],
-    found: dict[tuple[tuple[str, str], ...], dict[str, int]],
-) -> list[dict[str, Any]]:
-    """Series/fields holding fewer values than written (other files may add more)."""
-    short = []
-    for series, fields in expected.items():
-        for name, count in fields.items():
-            got = found.get(series, {}).get(name, 0)
-            if got < count:
-                short.append({"series": dict(series), "field": name, "written": count, "read": got})
-    return short
-
-
-READBACK_LISTED = 200  # differing series named in the check's metadata
-
-
-def readback_check(
-    expected: dict[tuple[tuple[str, str], ...], dict[str, int]],
-    found: dict[tuple[tuple[str, str], ...], dict[str, int]],
-) -> AssetCheckResult:
-    """`readback_matches`, naming each series and field that reads back short."""
-    short = compare_counts(expected, found)
-    named = [
-        ",".join(f"{k}={v}" for k, v in item["series"].items())
-        + f" {item['field']}: written {item['written']}, read {item['read']}"
-        for item in short[:READBACK_LISTED]
-    ]
-    return AssetCheckResult(
-        check_name="readback_matches",
-        passed=not short,
-        severity=AssetCheckSeverity.ERROR,
-        description=(
-            "every series reads back what was written"
-            if not short
-            else f"{len(short)} series/fields read back short: " + "; ".join(named[:5])
-        ),
-        metadata={
-            "series_written": len(expected),
-            "series_read": len(found),
-            "series_short": len(short),
-            "short": MetadataValue.json(short[:READBACK_LISTED]),
-            "short_series": MetadataValue.md("\n".join(f"- `{n}`" for n in named) or "none"),
-        },
-    )
-
-
 @asset(
     key=INFLUXDB_KEY,
     group_name=ENERGY_GROUP,
@@ -261,19 +81,7 @@ def readback_check(
     tags=ENERGY_TAGS,
     metadata=ENERGY_SPEC_METADATA,
     freshness_policy=ENERGY_FRESHNESS,
-    check_specs=[
-        AssetCheckSpec(
-            "rows_accounted_for",
-            asset=INFLUXDB_KEY,
-            description="Rows = points written + exact duplicates folded + rows rejected.",
-        ),
-        AssetCheckSpec(
-            "readback_matches",
-            asset=INFLUXDB_KEY,
-            description="InfluxQL counts per series and field in the file's time window hold "
-            "every value written.",
-        ),
-    ],
+    check_specs=[accounting_spec(INFLUXDB_KEY, "points"), readback_spec(INFLUXDB_KEY)],
 )
 @classified_failures
 def influxdb_points(
@@ -282,148 +90,39 @@ def influxdb_points(
     influxdb: InfluxDBResource,
     metrics: CloudWatchMetricsResource,
     energy_storage: EnergyStorageResource,
-) -> Any:
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Energy series from one processed Parquet object as InfluxDB points, for dashboards."""
     started = time.monotonic()
-    key = context.partition_key
+    key = object_key_for(context.partition_key)
     if not energy_storage.writes("influxdb"):
         yield skipped_by_sinks(context, energy_storage, "influxdb")
         return
-    try:
-        health = influxdb.health()
-    except InfluxDBUnavailableError as error:
-        metrics.put(
-            METRICS_NAMESPACE_INFLUXDB,
-            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"}, total=True)],
-        )
-        raise Failure(description=str(error), allow_retries=True) from error
+    health = influxdb_health(
+        influxdb, lambda: metrics.put(METRICS_NAMESPACE_INFLUXDB, [unavailable_metric()])
+    )
     prepared = read_and_prepare(
         s3, energy_storage, key, store="influxdb", check_tags=influxdb.enable_validation
     )
     converted = time.monotonic()
-    bucket = influxdb.bucket_for(MEASUREMENT[prepared.dataset])
     if not prepared.rejected.empty and not influxdb.drop_invalid_records:
-        uri = write_quarantine(s3, energy_storage, "influxdb", key, prepared.rejected)
-        _fail_on_invalid(prepared, key, uri)
-    try:
-        gzip_level = influxdb.effective_gzip_level()
-    except ValueError as error:  # a setting no retry can fix
-        raise Failure(description=str(error), allow_retries=False) from error
-    created = influxdb.ensure_bucket(bucket)
-    size = influxdb.max_batch_size
-    chunk_rows = max(size, CHUNK_ROWS // size * size)  # batches never straddle chunks
-    chunks: dict[int, Any] = {}
-
-    def batches() -> Any:
-        # Consumed while earlier batches are in flight: conversion overlaps the writes.
-        for offset, lines in line_chunks(prepared, chunk_rows):
-            chunks[offset] = lines
-            for lo, hi, body in batch_bodies(lines, size):
-                yield offset + lo, offset + hi, body
-
-    def split(lo: int, hi: int) -> bytes:
-        offset = lo // chunk_rows * chunk_rows
-        return next(batch_bodies(chunks[offset].slice(lo - offset, hi - lo), hi - lo))[2]
-
-    try:
-        outcome = influxdb.write_lines(bucket, batches(), split)
-    except InfluxDBUnavailableError as error:
-        raise Failure(description=str(error), allow_retries=True) from error
-    except InfluxDBWriteError as error:  # auth, missing bucket: a retry cannot help
-        raise Failure(description=str(error), allow_retries=False) from error
-    rejected = prepared.rejected
-    if outcome.rejected:
-        positions = np.array(sorted(outcome.rejected), dtype=np.int64)
-        refused = rejected_rows(
-            prepared, positions, "influxdb_rejected", [outcome.rejected[p] for p in positions]
+        fail_on_invalid(
+            prepared, key, write_quarantine(s3, energy_storage, "influxdb", key, prepared.rejected)
         )
-        rejected = pd.concat([rejected, refused], ignore_index=True)
-    uri = write_quarantine(s3, energy_storage, "influxdb", key, rejected)
-    written = outcome.lines_written
-    reasons = (
-        {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
-        if len(rejected)
-        else {}
-    )
-    expected = expected_series_counts(prepared)
-    if outcome.rejected:
-        kept = np.setdiff1d(np.arange(len(prepared.accepted)), positions)
-        expected = expected_series_counts(
-            PreparedFile(
-                prepared.dataset,
-                prepared.layout,
-                prepared.rows,
-                prepared.accepted.iloc[kept],
-                rejected,
-                prepared.deduplicated,
-                prepared.field_columns,
-            )
-        )
+    load = write_points(influxdb, prepared)
+    uri = write_quarantine(s3, energy_storage, "influxdb", key, load.rejected)
+    expected = expected_series_counts(prepared.without(load.refused))
     readback_started = time.monotonic()
-    found = readback_counts(influxdb, bucket, prepared)
+    found = readback_counts(influxdb, load.bucket, prepared)
     readback_seconds = time.monotonic() - readback_started
     elapsed = time.monotonic() - started
-    conversion_rate = (len(prepared.accepted) / prepared.rows) if prepared.rows else 1.0
-    success_rate = (
-        (outcome.batches - outcome.failed_batches) / outcome.batches if outcome.batches else 1.0
-    )
-    metrics.put(
-        METRICS_NAMESPACE_INFLUXDB,
-        [
-            Metric("PointsWritten", written),
-            Metric("BatchesProcessed", outcome.batches),
-            Metric("ProcessingTime", elapsed, unit="Seconds"),
-            Metric("ConversionRate", conversion_rate, unit="None"),
-            Metric("SuccessRate", success_rate, unit="None"),
-            Metric("FailedBatches", outcome.failed_batches),
-            *(
-                Metric("ProcessingErrors", count, dimensions={"ErrorType": reason}, total=True)
-                for reason, count in reasons.items()
-            ),
-        ],
-    )
-    preview = pd.DataFrame(
-        {"line": [s.rstrip("\n") for s in chunks[0].slice(0, 10).to_pylist()] if chunks else []}
-    )
+    metrics.put(METRICS_NAMESPACE_INFLUXDB, points_metrics(load, elapsed))
+    metadata = load_metadata(load, energy_storage, key, uri, elapsed)
     yield MaterializeResult(
-        metadata={
-            "dagster/row_count": written,
-            "energy_sinks": energy_storage.sinks,
-            "points_written": written,
-            "rows": prepared.rows,
-            "dataset_type": prepared.dataset,
-            "layout": prepared.layout,
-            "bucket": bucket,
-            "bucket_created": created,
-            "measurement": prepared.measurement,
-            "batches_processed": outcome.batches,
-            "failed_batches": outcome.failed_batches,
-            "write_requests": outcome.requests,
-            "write_retries": outcome.retries,
-            "deduplicated": prepared.deduplicated,
-            "rejected": len(rejected),
-            "rejected_by_reason": MetadataValue.json(reasons),
-            "conversion_stats": MetadataValue.json(
-                {
-                    "input_rows": prepared.rows,
-                    "output_points": len(prepared.accepted),
-                    "conversion_rate": conversion_rate,
-                    "conversion_seconds": round(converted - started, 3),
-                }
-            ),
-            "influxdb_health": MetadataValue.json(health),
-            **column_schema_metadata(
-                file_schema(prepared.dataset, prepared.layout), COLUMN_DESCRIPTIONS
-            ),
-            "processing_time_seconds": round(elapsed, 3),
-            "readback_seconds": round(readback_seconds, 3),
-            "write_gzip_level": gzip_level,
-            "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
-            "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
-            "preview": markdown_table(preview),
-        }
+        metadata=metadata
+        | points_metadata(load, health, converted - started)
+        | {"readback_seconds": round(readback_seconds, 3)}
     )
-    yield _accounting(prepared.rows, written, prepared.deduplicated, len(rejected))
+    yield accounting_check(prepared.rows, load.written, prepared.deduplicated, len(load.rejected))
     yield readback_check(expected, found)
 
 
@@ -437,13 +136,7 @@ def influxdb_points(
     tags=ENERGY_TAGS,
     metadata=ENERGY_SPEC_METADATA,
     freshness_policy=ENERGY_FRESHNESS,
-    check_specs=[
-        AssetCheckSpec(
-            "rows_accounted_for",
-            asset=TIMESTREAM_KEY,
-            description="Rows = records written + exact duplicates folded + rows rejected.",
-        )
-    ],
+    check_specs=[accounting_spec(TIMESTREAM_KEY, "records")],
 )
 @classified_failures
 def timestream_records(
@@ -452,87 +145,23 @@ def timestream_records(
     timestream: TimestreamResource,
     metrics: CloudWatchMetricsResource,
     energy_storage: EnergyStorageResource,
-) -> Any:
+) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Energy series from one processed Parquet object as Timestream records (seed 000)."""
     started = time.monotonic()
-    key = context.partition_key
+    key = object_key_for(context.partition_key)
     if not energy_storage.writes("timestream"):
         yield skipped_by_sinks(context, energy_storage, "timestream")
         return
     prepared = read_and_prepare(s3, energy_storage, key, store="timestream")
-    # Version = load time: a re-load of a corrected file upserts instead of being refused.
-    calls = timestream_calls(
-        prepared, version=time.time_ns() // 1_000_000, batch_size=timestream.max_batch_size
+    load = write_records(
+        timestream,
+        prepared,
+        source_uri(energy_storage, key),
+        lambda: metrics.put(METRICS_NAMESPACE_TIMESTREAM, [unavailable_metric()]),
     )
-    try:
-        results = timestream.write_calls(
-            prepared.dataset, [(call.common, call.records) for call in calls]
-        )
-    except TimestreamUnavailableError as error:
-        metrics.put(
-            METRICS_NAMESPACE_TIMESTREAM,
-            [Metric("ProcessingErrors", 1, dimensions={"ErrorType": "unavailable"}, total=True)],
-        )
-        raise Failure(description=str(error), allow_retries=True) from error
-    except TimestreamWriteError as error:
-        raise Failure(
-            description=f"s3://{energy_storage.processed_bucket}/{key}: {error}",
-            metadata={"reason": "timestream_refused"},
-            allow_retries=False,
-        ) from error
-    refused_positions: list[int] = []
-    refused_reasons: list[str] = []
-    for call, result in zip(calls, results, strict=True):
-        for index, reason in sorted(result.rejected.items()):
-            refused_positions.append(int(call.positions[index]))
-            refused_reasons.append(reason)
-    rejected = prepared.rejected
-    if refused_positions:
-        refused = rejected_rows(
-            prepared,
-            np.array(refused_positions, dtype=np.int64),
-            "timestream_rejected",
-            refused_reasons,
-        )
-        rejected = pd.concat([rejected, refused], ignore_index=True)
-    uri = write_quarantine(s3, energy_storage, "timestream", key, rejected)
-    written = sum(result.written for result in results)
-    reasons = (
-        {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
-        if len(rejected)
-        else {}
-    )
+    uri = write_quarantine(s3, energy_storage, "timestream", key, load.rejected)
     elapsed = time.monotonic() - started
-    metrics.put(
-        METRICS_NAMESPACE_TIMESTREAM,
-        [
-            Metric("RecordsProcessed", written),
-            Metric("BatchesProcessed", len(calls)),
-            Metric("ProcessingErrors", len(rejected)),
-        ],
-    )
-    yield MaterializeResult(
-        metadata={
-            "dagster/row_count": written,
-            "energy_sinks": energy_storage.sinks,
-            "records_written": written,
-            "rows": prepared.rows,
-            "dataset_type": prepared.dataset,
-            "layout": prepared.layout,
-            "database": timestream.database,
-            "table": timestream.table_for(prepared.dataset),
-            "write_calls": len(calls),
-            "retries": sum(result.retries for result in results),
-            "deduplicated": prepared.deduplicated,
-            "rejected": len(rejected),
-            "rejected_by_reason": MetadataValue.json(reasons),
-            "processing_time_seconds": round(elapsed, 3),
-            "source_uri": MetadataValue.path(f"s3://{energy_storage.processed_bucket}/{key}"),
-            "quarantine_uri": MetadataValue.path(uri or "none: no rows rejected"),
-            **column_schema_metadata(
-                file_schema(prepared.dataset, prepared.layout), COLUMN_DESCRIPTIONS
-            ),
-            "preview": markdown_table(prepared.accepted),
-        }
-    )
-    yield _accounting(prepared.rows, written, prepared.deduplicated, len(rejected))
+    metrics.put(METRICS_NAMESPACE_TIMESTREAM, records_metrics(load))
+    metadata = load_metadata(load, energy_storage, key, uri, elapsed)
+    yield MaterializeResult(metadata=metadata | records_metadata(load, timestream))
+    yield accounting_check(prepared.rows, load.written, prepared.deduplicated, len(load.rejected))

@@ -1,5 +1,7 @@
 """Everything the energy asset group contributes to the code location."""
 
+from __future__ import annotations
+
 from dagster import Definitions
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records

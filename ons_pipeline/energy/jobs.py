@@ -3,6 +3,8 @@
 Partitioned like its assets (by object key), so `dagster job backfill` works on it.
 """
 
+from __future__ import annotations
+
 from dagster import AssetSelection, define_asset_job
 
 energy_load_job = define_asset_job(

@@ -9,6 +9,10 @@ the first tick and then every `reconcile_interval_seconds` lists the `dataset=` 
 adds whatever the partitions lack, so a lost notification is caught; the cursor keeps the time
 of the last reconcile. Without a queue every tick reconciles.
 
+Partitions are named by `partition_key_for` (short for canonical keys). An instance that holds
+an object under the full key an older release used keeps that partition: the reconcile looks
+for both names, so no object is loaded twice.
+
 A message is deleted only after the partitions it names exist (or after what it names has been
 reported as not loadable), so a tick that dies leaves it to reappear.
 """
@@ -18,7 +22,8 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from dagster import (
     DagsterInstance,
@@ -32,7 +37,11 @@ from dagster import (
 
 from ons_pipeline.energy.assets import INFLUXDB_KEY, TIMESTREAM_KEY
 from ons_pipeline.energy.jobs import energy_load_job
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import (
+    energy_objects_partitions,
+    partition_key_for,
+    partition_keys_known_for,
+)
 from ons_pipeline.energy.schema import (
     DATASET_PREFIX,
     LoadPlan,
@@ -48,6 +57,9 @@ from ons_pipeline.resources import (
 )
 from ons_pipeline.resources.aws import sharing_session
 from ons_pipeline.visits.storage import delete_notifications
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Messages read per tick (10 per ReceiveMessage): bounds a tick; the rest wait for the next.
 MAX_MESSAGES_PER_TICK = 1000
@@ -94,31 +106,60 @@ def list_dataset_objects(s3: ObjectStoreResource, bucket: str) -> list[ObjectRef
     return [ObjectRef(bucket, key) for key in listing.keys]
 
 
-def loaded_partitions(instance: DagsterInstance, keys: list[str]) -> set[str]:
-    """Which of `keys` both energy loads have materialised."""
-    if not keys:
+def partition_plan(object_keys: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Each object's partition key, and why an object has none (a key Dagster refuses)."""
+    keys: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    for key in object_keys:
+        try:
+            keys[key] = partition_key_for(key)
+        except ValueError as error:
+            refused[key] = str(error)
+    return keys, refused
+
+
+def loaded_objects(instance: DagsterInstance, objects: list[str]) -> set[str]:
+    """Which of `objects` both energy loads have materialised, under either of their keys."""
+    if not objects:
         return set()
-    both = instance.get_materialized_partitions(INFLUXDB_KEY)
-    both &= instance.get_materialized_partitions(TIMESTREAM_KEY)
-    return both & set(keys)
+    influxdb = instance.get_materialized_partitions(INFLUXDB_KEY)
+    timestream = instance.get_materialized_partitions(TIMESTREAM_KEY)
+    known = {key: partition_keys_known_for(key) for key in objects}
+    return {
+        key
+        for key, names in known.items()
+        if influxdb.intersection(names) and timestream.intersection(names)
+    }
 
 
-def existing_partitions(instance: DagsterInstance, keys: list[str], *, full: bool) -> set[str]:
-    """Which of `keys` are partitions already: one query per key, or one for all."""
+def existing_partitions(
+    instance: DagsterInstance, objects: list[str], *, full: bool
+) -> dict[str, str]:
+    """The partition each of `objects` has (its short key, else its old full key).
+
+    One query per key, or one for all.
+    """
     name = energy_objects_partitions.name
-    if full:
-        return set(instance.get_dynamic_partitions(name)) & set(keys)
-    return {key for key in keys if instance.has_dynamic_partition(name, key)}
+    exists: Callable[[str], bool] = (
+        set(instance.get_dynamic_partitions(name)).__contains__
+        if full
+        else partial(instance.has_dynamic_partition, name)
+    )
+    found: dict[str, str] = {}
+    for key in objects:
+        partition = next((p for p in partition_keys_known_for(key) if exists(p)), None)
+        if partition is not None:
+            found[key] = partition
+    return found
 
 
 def load_requests(plan: LoadPlan) -> SensorResult:
-    """Partitions to add and one run per object key (run_key = key)."""
+    """Partitions to add and one run per object (run_key = partition key)."""
+    keys = list(partition_plan(plan.partition_keys)[0].values())
     return SensorResult(
-        run_requests=[RunRequest(run_key=key, partition_key=key) for key in plan.partition_keys],
-        dynamic_partitions_requests=[
-            energy_objects_partitions.build_add_request(plan.partition_keys)
-        ]
-        if plan.partition_keys
+        run_requests=[RunRequest(run_key=key, partition_key=key) for key in keys],
+        dynamic_partitions_requests=[energy_objects_partitions.build_add_request(keys)]
+        if keys
         else [],
     )
 
@@ -160,27 +201,29 @@ def energy_object_sensor(
     if reconcile:
         refs += list_dataset_objects(s3, bucket)
     plan = plan_loads(refs, bucket)
+    partitions, refused = partition_plan(plan.partition_keys)
     for problem in announced.problems:
         context.log.warning(f"Not an S3 object notification, deleted: {problem}")
-    for key, why in plan.skipped.items():
+    for key, why in {**plan.skipped, **refused}.items():
         context.log.warning(f"Not loading {key}: {why}")
 
     instance = context.instance
-    keys = plan.partition_keys
-    known = existing_partitions(instance, keys, full=reconcile)
-    new = [key for key in keys if key not in known]
+    objects = list(partitions)
+    known = existing_partitions(instance, objects, full=reconcile)
+    new = [partitions[key] for key in objects if key not in known]
     if new:
         instance.add_dynamic_partitions(energy_objects_partitions.name, new)
     # Known but not loaded by both assets (a tick that died before its runs, a failed load):
-    # asked again under the same run key, which Dagster starts at most once.
-    loaded = loaded_partitions(instance, [key for key in keys if key in known])
-    to_load = [key for key in keys if key not in loaded]
+    # asked again under the same partition and run key, which Dagster starts at most once.
+    loaded = loaded_objects(instance, [key for key in objects if key in known])
+    to_load = [known.get(key, partitions[key]) for key in objects if key not in loaded]
     if sqs is not None and queue and announced.receipts:
         delete_notifications(sqs, queue, announced.receipts)
     context.log.info(
         f"{len(announced.receipts)} notifications, {'reconciled by listing, ' if reconcile else ''}"
-        f"{len(keys)} dataset objects: {len(new)} new, {len(known) - len(loaded)} known but "
-        f"not loaded, {len(loaded)} already loaded; {len(plan.skipped)} not loadable"
+        f"{len(objects)} dataset objects: {len(new)} new, {len(known) - len(loaded)} known but "
+        f"not loaded, {len(loaded)} already loaded; {len(plan.skipped) + len(refused)} not "
+        "loadable"
     )
     cursor = json.dumps({"reconciled_at": now if reconcile else last})
     if not to_load:

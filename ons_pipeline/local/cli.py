@@ -128,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             stack = _up(args, state_dir)
             try:
-                from ons_pipeline.local.demo import run_demo
+                from ons_pipeline.local.demo.driver import run_demo
             except ModuleNotFoundError as err:
-                if err.name != "ons_pipeline.local.demo":
+                if err.name not in {"ons_pipeline.local.demo", "ons_pipeline.local.demo.driver"}:
                     raise
                 print(
-                    "ons-stack: the demo (ons_pipeline/local/demo.py) is not installed",
+                    "ons-stack: the demo (ons_pipeline/local/demo/) is not installed",
                     file=sys.stderr,
                 )
                 return 1

@@ -1,5 +1,7 @@
 """Run-failure alerting: after the last retry, tell the administrators (seed 002)."""
 
+from __future__ import annotations
+
 from dagster import (
     DagsterInstance,
     DagsterRunStatus,

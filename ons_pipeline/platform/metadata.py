@@ -1,12 +1,12 @@
 """What every asset group shares in its Dagster wiring: the retry policy and UI metadata."""
 
+from __future__ import annotations
+
 import os
 import warnings
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 from dagster import (
     AnchorBasedFilePathMapping,
@@ -22,6 +22,11 @@ from dagster import (
     link_code_references_to_git,
     with_source_code_references,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import pandas as pd
 
 RETRY_DELAY_ENV = "ONS_RETRY_DELAY_SECONDS"
 DEFAULT_RETRY_DELAY_SECONDS = 30.0

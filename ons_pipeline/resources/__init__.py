@@ -24,6 +24,8 @@ from ons_pipeline.resources.storage import (
 from ons_pipeline.resources.timestream import TimestreamResource
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from dagster import ConfigurableResource
 
 __all__ = [
@@ -44,23 +46,34 @@ __all__ = [
 ]
 
 
-def default_resources() -> dict[str, ConfigurableResource]:
+def default_resources(
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, ConfigurableResource]:
     """Resources for the local stack and production alike: only the environment differs.
 
-    Every value comes from the settings table (`resources/settings.py`). Endpoint and
-    region come from boto3's own `AWS_ENDPOINT_URL` / `AWS_REGION`; credentials from the
-    standard AWS chain, never from config.
+    Every value comes from the settings table (`resources/settings.py`). From the process
+    environment (the default), text settings and secrets are `EnvVar`s; endpoint and region
+    come from boto3's own `AWS_ENDPOINT_URL` / `AWS_REGION` and credentials from the standard
+    AWS chain, never from config. From an explicit `environ` (the local stack's, for the
+    demo's in-process runs) every value is taken from that mapping, the AWS endpoint and
+    credentials included, so the process environment is neither read nor changed.
 
     Raises:
         SettingError: a numeric or boolean variable holds something else.
     """
 
     def value(name: str, default: Any = None) -> Any:
-        return settings.config(name, default=default)
+        return settings.config(name, default=default, env=environ)
 
-    region: str = settings.read("AWS_REGION")
-    aws = {"region_name": region}
-    backoff = settings.read("ONS_RETRY_BACKOFF_SECONDS")
+    region: str = settings.read("AWS_REGION", environ)
+    aws: dict[str, Any] = {"region_name": region}
+    if environ is not None:
+        aws |= {
+            "endpoint_url": environ.get("AWS_ENDPOINT_URL"),
+            "aws_access_key_id": environ.get("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": environ.get("AWS_SECRET_ACCESS_KEY"),
+        }
+    backoff = settings.read("ONS_RETRY_BACKOFF_SECONDS", environ)
     retries = {
         "max_retries": value("MAX_RETRIES"),
         **({"backoff_seconds": backoff} if backoff is not None else {}),

@@ -44,11 +44,13 @@ from ons_pipeline.resources.aws import (
 from ons_pipeline.resources.retry import RetryableFault, call_with_retries
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable
 
     from dagster import InitResourceContext
     from influxdb_client.domain.health_check import HealthCheck
     from types_boto3_secretsmanager import SecretsManagerClient
+
+    from ons_pipeline.energy.line_protocol import LineProtocolBatches
 
 T = TypeVar("T")
 
@@ -308,13 +310,8 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
             return False
         return True
 
-    def write_lines(
-        self,
-        bucket: str,
-        batches: Iterable[tuple[int, int, bytes]],
-        split: Callable[[int, int], bytes],
-    ) -> WriteOutcome:
-        """Write (start, stop, body) batches; `split(start, stop)` rebuilds a sub-body.
+    def write_lines(self, bucket: str, batches: LineProtocolBatches) -> WriteOutcome:
+        """Write (start, stop, body) batches; `batches.split(start, stop)` rebuilds a sub-body.
 
         Raises:
             InfluxDBUnavailableError: retries exhausted on 429/5xx/connection errors.
@@ -322,20 +319,19 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
         """
         write_api = self.write_service()
         level = self.effective_gzip_level()
-        return self.guarded(lambda: self._write_batches(write_api, bucket, batches, split, level))
+        return self.guarded(lambda: self._write_batches(write_api, bucket, batches, level))
 
     def _write_batches(
         self,
         write_api: WriteService,
         bucket: str,
-        batches: Iterable[tuple[int, int, bytes]],
-        split: Callable[[int, int], bytes],
+        batches: LineProtocolBatches,
         level: int,
     ) -> WriteOutcome:
         def one(batch: tuple[int, int, bytes]) -> WriteOutcome:
             start, stop, body = batch
             result = WriteOutcome(batches=1)
-            self._write_range(write_api, bucket, (start, stop), body, split, result, level)
+            self._write_range(write_api, bucket, (start, stop), body, batches, result, level)
             result.failed_batches = int(bool(result.rejected))
             return result
 
@@ -369,7 +365,7 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
         bucket: str,
         lines: tuple[int, int],
         body: bytes,
-        split: Callable[[int, int], bytes],
+        batches: LineProtocolBatches,
         outcome: WriteOutcome,
         level: int,
     ) -> None:
@@ -384,7 +380,8 @@ class InfluxDBResource(CachedClientMixin, ResourceWithBoto3Configuration):
                 return
             middle = (start + stop) // 2
             for lo, hi in ((start, middle), (middle, stop)):
-                self._write_range(write_api, bucket, (lo, hi), split(lo, hi), split, outcome, level)
+                sub_body = batches.split(lo, hi)
+                self._write_range(write_api, bucket, (lo, hi), sub_body, batches, outcome, level)
             return
         raise InfluxDBWriteError(f"InfluxDB refused the write to {bucket}: {status} {message}")
 

@@ -398,7 +398,7 @@ def read(name: str, env: Mapping[str, str] | None = None) -> Any:
     return setting.parse(env[variable], variable)
 
 
-def config(name: str, *, default: Any = None) -> Any:
+def config(name: str, *, default: Any = None, env: Mapping[str, str] | None = None) -> Any:
     """The value a resource field is given for the setting, from this process's environment.
 
     A string setting (and every secret) that the environment sets becomes `EnvVar` of the
@@ -406,16 +406,21 @@ def config(name: str, *, default: Any = None) -> Any:
     and booleans are parsed here, at load, so a bad value fails with the variable's name.
     Unset, the setting's default (or `default`, for one that depends on another setting).
 
+    Given `env` (the local stack's mapping, for in-process demo runs), every value is taken
+    from it as a literal: that mapping is not this process's environment, so an `EnvVar`
+    would resolve to the wrong thing.
+
     Raises:
         SettingError: a number or boolean variable holds something else.
     """
     setting = BY_NAME[name]
-    variable = _set_variable(setting, os.environ)
+    source = os.environ if env is None else env
+    variable = _set_variable(setting, source)
     if variable is None:
         return setting.default if default is None else default
-    if setting.secret or setting.kind is str:
+    if env is None and (setting.secret or setting.kind is str):
         return EnvVar(variable)
-    return setting.parse(os.environ[variable], variable)
+    return setting.parse(source[variable], variable)
 
 
 def markdown_table() -> str:

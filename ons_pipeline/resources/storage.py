@@ -98,7 +98,7 @@ class EnergyStorageResource(ConfigurableResource):
 
 
 class VisitsStorageResource(ConfigurableResource):
-    """Defaults for the visits checkpoint run config (the seed's Lambda event fields)."""
+    """The visits locations (the seed's Lambda event fields): runs, sensor, analytics read them."""
 
     source_bucket: str = Field(description="Bucket the visit-event JSON files land in.")
     prefix: str = Field(

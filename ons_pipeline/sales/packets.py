@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from ons_pipeline.sales.schema import (
 _WHITESPACE: Final = np.frombuffer(b" \t\r\n", dtype=np.uint8)
 # A refused packet is re-read in this many chunks, so a bad line costs 1/64 of it in Python.
 _FALLBACK_CHUNKS: Final = 64
+_SCAN_BYTES: Final = 1 << 20
 # ASCII digits only: `\d` also matches other scripts' digits, and int() reads them.
 _KEY_RE: Final = re.compile(r"(?P<table>[a-z_]+)/(?P=table)-packet-(?P<id>[0-9]{8})\.jsonl")
 
@@ -113,12 +113,12 @@ def _parse_lines(
     stop: int,
 ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """Lines [first, stop) through Arrow's reader, or None if any of them is not clean."""
-    segment = body[starts[first] : ends[stop - 1]]
+    segment = memoryview(body)[starts[first] : ends[stop - 1]]  # no copy of the packet
     if not _is_utf8(segment):  # Arrow's reader does not validate UTF-8 inside strings
         return None
     try:
         arrow = pa_json.read_json(
-            io.BytesIO(segment),
+            pa.BufferReader(segment),
             parse_options=pa_json.ParseOptions(
                 explicit_schema=source_arrow_schema(table), unexpected_field_behavior="ignore"
             ),
@@ -139,9 +139,9 @@ def empty_rows(table: str) -> pd.DataFrame:
     return history_schema(table).empty_table().to_pandas(types_mapper=pd.ArrowDtype)
 
 
-def _is_utf8(body: bytes) -> bool:
+def _is_utf8(body: bytes | memoryview) -> bool:
     try:
-        body.decode("utf-8")
+        str(body, "utf-8")
     except UnicodeDecodeError:
         return False
     return True
@@ -152,7 +152,13 @@ def _line_bounds(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     data = np.frombuffer(body, dtype=np.uint8)
     if not len(data):
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    ends = np.flatnonzero(data == ord("\n"))
+    # Scanned in 1 MiB slices: a mask of the whole packet would be as large as the packet.
+    ends = np.concatenate(
+        [
+            np.flatnonzero(data[at : at + _SCAN_BYTES] == ord("\n")) + at
+            for at in range(0, len(data), _SCAN_BYTES)
+        ]
+    )
     if data[-1] != ord("\n"):
         ends = np.append(ends, len(data))
     starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
@@ -265,8 +271,31 @@ def merge_history(history: pd.DataFrame, packets: list[ParsedPacket], table: str
     if not frames:
         return empty_rows(table)
     merged = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    keep = ~merged.duplicated(subset=list(SOURCE_COLUMNS[table]), keep="first")
-    return merged[keep.to_numpy()].reset_index(drop=True)
+    narrowing = tuple(c for c in (PRIMARY_KEYS[table], "last_updated") if c in merged)
+    repeated = duplicated_rows(merged, list(SOURCE_COLUMNS[table]), narrowing)
+    return merged[~repeated].reset_index(drop=True) if repeated.any() else merged
+
+
+def duplicated_rows(
+    frame: pd.DataFrame, columns: list[str], narrowing: tuple[str, ...]
+) -> np.ndarray:
+    """Rows equal in every column to an earlier row, as `DataFrame.duplicated` finds them.
+
+    Equal rows agree on any subset of their columns, so cheap columns (the key, then the
+    update time) first narrow the rows that can repeat; only those are compared in full.
+    """
+    candidates = np.ones(len(frame), dtype=bool)
+    for depth in range(1, len(narrowing) + 1):
+        if not candidates.any():
+            return candidates
+        subset = frame[candidates] if not candidates.all() else frame
+        candidates[candidates] = subset.duplicated(
+            subset=list(narrowing[:depth]), keep=False
+        ).to_numpy()
+    repeated = np.zeros(len(frame), dtype=bool)
+    if candidates.any():
+        repeated[candidates] = frame[candidates].duplicated(subset=columns, keep="first").to_numpy()
+    return repeated
 
 
 def history_schema(table: str) -> pa.Schema:

@@ -1,8 +1,10 @@
 """S3-arrival sensor: new ToteSys packets become one run with the seed's packets payload."""
 
+from __future__ import annotations
+
 import hashlib
 import json
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from dagster import (
     DefaultSensorStatus,
@@ -17,6 +19,9 @@ from ons_pipeline.resources import ObjectStoreResource, SalesStorageResource
 from ons_pipeline.sales.jobs import sales_job
 from ons_pipeline.sales.packets import packet_key_problem, parse_packet_key
 from ons_pipeline.sales.transform import SOURCE_TABLES
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 # Listing pages per table per tick: bounds a tick's work however many packets are waiting;
 # the cursor makes the next tick carry on where this one stopped.

@@ -38,6 +38,7 @@ _DATE_RE: Final = r"^\d{4}-\d{2}-\d{2}$"
 _MAX_PRICE: Final = 99_999_999.99  # decimal(10, 2)
 _ORDER: Final = "_order"
 _SOURCE_ROW: Final = "_source_row"  # position in the caller's frame, to quarantine the raw row
+_INT64: Final = pd.ArrowDtype(pa.int64())
 
 # Which star table a source table's surviving rows end up in (department only feeds dim_staff).
 WRITTEN_TO: Final[dict[str, str | None]] = {
@@ -218,11 +219,13 @@ def normalise_source(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     n = len(frame)
     reason = np.full(n, None, dtype=object)
     detail = np.full(n, None, dtype=object)
+    flagged = np.zeros(n, dtype=bool)
 
     def flag(mask: np.ndarray, code: str, why: str | None) -> None:
-        hit = mask & pd.isna(reason)
+        hit = mask & ~flagged
         reason[hit] = code
         detail[hit] = why
+        flagged[hit] = True
 
     typed: dict[str, pd.Series] = {}
     for name, (_, required) in columns.items():
@@ -237,21 +240,48 @@ def normalise_source(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.
         typed[name] = values
         flag(bad, "invalid_value", name)
     if table == "sales_order":
-        flag((typed["units_sold"] < 0).fillna(False).to_numpy(), "negative_units_sold", None)
+        flag(
+            typed["units_sold"].lt(0).to_numpy(dtype=bool, na_value=False),
+            "negative_units_sold",
+            None,
+        )
     if table == "currency":
         known = typed["currency_code"].isin(list(CURRENCY_NAMES)).to_numpy()
         flag(~known & typed["currency_code"].notna().to_numpy(), "unknown_currency_code", None)
 
-    bad_rows = pd.notna(reason)
     rejected = _quarantine_rows(
-        table, frame[bad_rows], pd.Series(reason[bad_rows]), pd.Series(detail[bad_rows])
+        table, frame[flagged], pd.Series(reason[flagged]), pd.Series(detail[flagged])
     )
-    out = pd.DataFrame(typed, index=frame.index)[~bad_rows]
-    out[_ORDER] = _delivery_order(frame)[~bad_rows]
-    out[_SOURCE_ROW] = np.arange(n, dtype=np.int64)[~bad_rows]
-    before = len(out)
-    out = out.drop_duplicates(subset=list(columns), keep="first")
-    return out.reset_index(drop=True), rejected, before - len(out)
+    kept = np.flatnonzero(~flagged)
+    key = typed[PRIMARY_KEYS[table]].to_numpy(dtype="int64", na_value=0)[kept]
+    updated = typed["last_updated"].to_numpy(dtype="datetime64[us]").view(np.int64)[kept]
+    order = _delivery_order(frame)[kept]
+    # Sorted once here by (key, last_updated, delivery): the latest version of a key is its
+    # last row, and exact re-deliveries share a (key, last_updated) run next to each other.
+    ranked = np.lexsort((order, updated, key))
+    rows = kept[ranked]
+    out = pd.DataFrame(typed, index=frame.index).iloc[rows].reset_index(drop=True)
+    out[_ORDER] = order[ranked]
+    out[_SOURCE_ROW] = rows.astype(np.int64)
+    same = _same_as_next(key[ranked], updated[ranked])
+    in_run = np.zeros(len(rows), dtype=bool)
+    in_run[:-1] |= same
+    in_run[1:] |= same
+    repeated = np.zeros(len(rows), dtype=bool)
+    if in_run.any():  # only rows sharing (key, last_updated) can be exact re-deliveries
+        repeated[in_run] = out[in_run].duplicated(subset=list(columns), keep="first").to_numpy()
+    out = out[~repeated].reset_index(drop=True) if repeated.any() else out
+    return out, rejected, int(repeated.sum())
+
+
+def _same_as_next(*keys: np.ndarray) -> np.ndarray:
+    """Whether each sorted row but the last has the same keys as the row after it."""
+    if not len(keys[0]):
+        return np.zeros(0, dtype=bool)
+    same = np.ones(len(keys[0]) - 1, dtype=bool)
+    for values in keys:
+        same &= values[1:] == values[:-1]
+    return same
 
 
 def _delivery_order(frame: pd.DataFrame) -> np.ndarray:
@@ -266,12 +296,15 @@ def _delivery_order(frame: pd.DataFrame) -> np.ndarray:
 
 def _coerce(values: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
     """A column in its typed form and the mask of non-null values that are not of its kind."""
+    if kind == "int" and values.dtype == _INT64:  # the packet reader's type: nothing to check
+        return values, np.zeros(len(values), dtype=bool)
     if kind in {"int", "price"}:
         numeric, bad = _numbers(values)
         if kind == "int":
             fractional = numeric.notna() & (numeric != np.floor(numeric))
             bad |= (fractional | (numeric.abs() >= 2**63)).to_numpy()
-            return numeric.where(~bad).astype("Int64"), bad
+            whole = pa.array(numeric.where(~bad).to_numpy(), from_pandas=True).cast(pa.int64())
+            return pd.Series(whole, index=values.index, dtype=_INT64), bad
         cents = np.rint(numeric * 100)
         inexact = numeric.notna() & ((cents / 100 != numeric) | (numeric.abs() > _MAX_PRICE))
         bad |= inexact.to_numpy()
@@ -281,7 +314,10 @@ def _coerce(values: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:
         return pd.Series(text.to_pandas(types_mapper=pd.ArrowDtype), index=values.index), bad
     pattern = _TIMESTAMP_RE if kind == "timestamp" else _DATE_RE
     shaped = pc.fill_null(pc.match_substring_regex(text, pattern), False)
-    candidates = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
+    if (pc.sum(shaped).as_py() or 0) == len(text) - text.null_count:
+        candidates = text  # every value has the shape (the norm): no copy of the strings
+    else:
+        candidates = pc.if_else(shaped, text, pa.scalar(None, pa.string()))
     try:
         parsed = pc.cast(candidates, pa.timestamp("us")).to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:  # a well-shaped but impossible value, e.g. month 13
@@ -322,26 +358,34 @@ def _strings(values: pd.Series) -> tuple[pa.Array, np.ndarray]:
 
 
 def _latest_versions(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-    ordered = frame.sort_values([key, "last_updated", _ORDER], kind="stable")
-    return ordered.drop_duplicates(subset=[key], keep="last").reset_index(drop=True)
+    """The last row of each key (`normalise_source` sorts by key, last_updated, delivery)."""
+    keys = frame[key].to_numpy(dtype="int64")
+    last = np.append(keys[1:] != keys[:-1], True) if len(keys) else np.zeros(0, dtype=bool)
+    return frame[last].reset_index(drop=True)
 
 
 def _fact_rows(
     orders: pd.DataFrame, dims: Mapping[str, pd.DataFrame], source: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Fact history rows and the quarantined ones (conflicting versions, dangling keys)."""
-    ordered = orders.sort_values(["sales_order_id", "last_updated", _ORDER], kind="stable")
-    conflicting = ordered.duplicated(subset=["sales_order_id", "last_updated"], keep="last")
+    """Fact history rows and the quarantined ones (conflicting versions, dangling keys).
+
+    `orders` comes sorted by sales_order_id, last_updated and delivery (`normalise_source`).
+    """
+    conflicting = np.zeros(len(orders), dtype=bool)  # a later row has the same version
+    conflicting[:-1] = _same_as_next(
+        orders["sales_order_id"].to_numpy(dtype="int64"),
+        orders["last_updated"].to_numpy(dtype="datetime64[us]").view(np.int64),
+    )
     rejects = [
         _reject(
             "sales_order",
-            ordered[conflicting],
+            orders[conflicting],
             source,
             "conflicting_version",
             "a later delivery of the same sales_order_id and last_updated differs",
         )
     ]
-    kept = ordered[~conflicting]
+    kept = orders[~conflicting]
     checks = (
         ("staff_id", "dim_staff", "staff_id"),
         ("counterparty_id", "dim_counterparty", "counterparty_id"),
@@ -349,17 +393,24 @@ def _fact_rows(
         ("design_id", "dim_design", "design_id"),
         ("agreed_delivery_location_id", "dim_location", "location_id"),
     )
-    dangling = pd.Series(None, index=kept.index, dtype=object)
-    for column, dim, dim_key in checks:
-        known = kept[column].isin(dims[dim][dim_key].to_numpy(dtype="int64"))
-        dangling = dangling.mask(dangling.isna() & ~known, column)
-    has_dangling = dangling.notna()
+    dangling = np.full(len(kept), None, dtype=object)
+    for column, dim, dim_key in reversed(checks):  # the first failing check names the row
+        known = np.isin(
+            kept[column].to_numpy(dtype="int64"), dims[dim][dim_key].to_numpy(dtype="int64")
+        )
+        dangling[~known] = column
+    has_dangling = pd.notna(dangling)
     rejects.append(
         _reject(
-            "sales_order", kept[has_dangling], source, "missing_dimension", dangling[has_dangling]
+            "sales_order",
+            kept[has_dangling],
+            source,
+            "missing_dimension",
+            pd.Series(dangling[has_dangling]),
         )
     )
-    return kept[~has_dangling].reset_index(drop=True), pd.concat(rejects, ignore_index=True)
+    kept = kept[~has_dangling] if has_dangling.any() else kept
+    return kept.reset_index(drop=True), pd.concat(rejects, ignore_index=True)
 
 
 def _fact_frame(orders: pd.DataFrame) -> pd.DataFrame:

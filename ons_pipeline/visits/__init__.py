@@ -1,1 +1,3 @@
 """Visits asset group: visit-event JSON files -> checkpoint Parquet -> analytics."""
+
+from __future__ import annotations

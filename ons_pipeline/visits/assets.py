@@ -1,16 +1,18 @@
-"""Visits asset group: visit-event JSON files -> checkpoint Parquet -> the seed's analytics."""
+"""Visits asset group: visit-event JSON files -> checkpoint Parquet -> the seed's analytics.
+
+The assets are wiring: locations come from the `visits_storage` resource, the work from
+`storage.py` (I/O) over `checkpoint.py` and `analytics.py` (pure), the checks from `checks.py`.
+"""
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
@@ -19,6 +21,7 @@ from dagster import (
     FreshnessPolicy,
     MaterializeResult,
     MetadataValue,
+    TableSchema,
     asset,
     multi_asset,
 )
@@ -46,6 +49,7 @@ from ons_pipeline.visits.analytics import (
     monthly_not_pass_qc_by_center,
 )
 from ons_pipeline.visits.checkpoint import PARQUET_CONTENT_TYPE, CorruptCheckpointError
+from ons_pipeline.visits.checks import checkpoint_check_specs, checkpoint_checks
 from ons_pipeline.visits.schema import ANALYTICS_SCHEMAS, CHECKPOINT_SCHEMA, COLUMN_DESCRIPTIONS
 from ons_pipeline.visits.storage import (
     CheckpointOutcome,
@@ -72,37 +76,35 @@ CHECKPOINT_FRESHNESS = FreshnessPolicy.time_window(
 
 
 class VisitsCheckpointConfig(Config):
-    """The seed's Lambda event; an empty field takes the `visits_storage` resource's value."""
+    """How a checkpoint run finds new files; where they are is the `visits_storage` resource."""
 
-    source_bucket: str | None = Field(default=None, description="Bucket of event JSON files.")
-    prefix: str | None = Field(default=None, description="Prefix of the event files.")
-    checkpoint_bucket: str | None = Field(
-        default=None, description="Bucket of the checkpoint and its ledger."
-    )
-    checkpoint_key: str | None = Field(default=None, description="Key of the checkpoint Parquet.")
     reconcile: bool = Field(
         default=False,
         description="List the whole prefix against the ledger even when a notification queue "
         "is configured (the hourly schedule does, so a lost notification is caught).",
     )
 
-    def locations(self, storage: VisitsStorageResource) -> Locations:
-        return Locations(
-            source_bucket=self.source_bucket or storage.source_bucket,
-            prefix=self.prefix if self.prefix is not None else storage.prefix,
-            checkpoint_bucket=self.checkpoint_bucket or storage.checkpoint_bucket,
-            checkpoint_key=self.checkpoint_key or storage.checkpoint_key,
-            notification_queue_url=storage.notification_queue_url,
-        )
+
+def _locations(storage: VisitsStorageResource) -> Locations:
+    try:
+        return Locations.of(storage)
+    except ValueError as error:  # misplaced state objects: no retry can fix the config
+        raise Failure(description=str(error), allow_retries=False) from error
 
 
-def checkpoint_run_config(locations: Locations | None = None) -> dict[str, Any]:
-    """Run config for the checkpoint step in the seed's event shape."""
-    if locations is None:
-        return {}
-    fields = ("source_bucket", "prefix", "checkpoint_bucket", "checkpoint_key")
-    config = {name: getattr(locations, name) for name in fields}
-    return {"ops": {"visit_events_checkpoint": {"config": config}}}
+@contextmanager
+def _as_failures(locations: Locations) -> Iterator[None]:
+    """Corrupt state never heals on a retry; a checkpoint another run wrote first does."""
+    try:
+        yield
+    except CorruptCheckpointError as error:
+        raise Failure(
+            description=f"{locations.checkpoint_uri} is corrupt ({error}); it was left untouched. "
+            "Restore it from a version or move it aside to rebuild from the event files.",
+            allow_retries=False,
+        ) from error
+    except ConcurrentCheckpointError as error:
+        raise Failure(description=str(error), allow_retries=True) from error
 
 
 def _previous_total(context: AssetExecutionContext) -> int | None:
@@ -113,38 +115,49 @@ def _previous_total(context: AssetExecutionContext) -> int | None:
     return None if value is None else int(value.value)
 
 
-def _checks(outcome: CheckpointOutcome, previous_total: int | None) -> list[AssetCheckResult]:
-    duplicates = int(outcome.checkpoint.duplicated().sum())
-    accounted = outcome.files_valid + outcome.events_failed
+def _metrics(outcome: CheckpointOutcome) -> list[Metric]:
+    """The seed's CloudWatch metrics, under the names its alarms and dashboards use."""
     return [
-        AssetCheckResult(
-            check_name="total_events_never_decreases",
-            passed=previous_total is None or outcome.total_events >= previous_total,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "previous_total_events": "none: first checkpoint"
-                if previous_total is None
-                else previous_total,
-                "total_events": outcome.total_events,
-            },
-        ),
-        AssetCheckResult(
-            check_name="no_duplicate_events",
-            passed=duplicates == 0,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={"duplicate_rows": duplicates},
-        ),
-        AssetCheckResult(
-            check_name="files_accounted_for",
-            passed=accounted == outcome.files_read,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "files_read": outcome.files_read,
-                "files_valid": outcome.files_valid,
-                "events_failed": outcome.events_failed,
-            },
-        ),
+        Metric("NewEventsProcessed", outcome.new_events_processed),
+        Metric("TotalEvents", outcome.total_events),
+        Metric("EventsFailed", outcome.events_failed),
+        Metric("ExecutionTime", outcome.execution_time_ms, unit="Milliseconds"),
+        Metric("CheckpointFileSize", outcome.checkpoint_size_bytes, unit="Bytes"),
     ]
+
+
+def _checkpoint_metadata(
+    outcome: CheckpointOutcome, locations: Locations
+) -> dict[str, MetadataValue | TableSchema | str | int | bool]:
+    rejected = [
+        {"key": r.key, "reason": r.reason} for r in outcome.rejections[:REJECTIONS_IN_METADATA]
+    ]
+    return {
+        "new_events_processed": outcome.new_events_processed,
+        "total_events": outcome.total_events,
+        "events_failed": outcome.events_failed,
+        "last_processed_timestamp": outcome.last_processed_timestamp or "",
+        "execution_time_ms": outcome.execution_time_ms,
+        "checkpoint_size_bytes": outcome.checkpoint_size_bytes,
+        "objects_seen": outcome.objects_seen,
+        "files_read": outcome.files_read,
+        "files_valid": outcome.files_valid,
+        "files_vanished": outcome.files_vanished,
+        "notifications_deleted": outcome.notifications_deleted,
+        "notifications_returned": outcome.notifications_returned,
+        "duplicate_events": outcome.duplicate_events,
+        "checkpoint_written": outcome.checkpoint_written,
+        "first_run": outcome.first_run,
+        "checkpoint_uri": MetadataValue.path(locations.checkpoint_uri),
+        "checkpoint_bucket": locations.checkpoint_bucket,
+        "checkpoint_key": locations.checkpoint_key,
+        "ledger_uri": MetadataValue.path(locations.ledger_uri),
+        "errors_uri": MetadataValue.path(outcome.errors_uri or "none: no file rejected"),
+        "rejected_files": MetadataValue.json(rejected),
+        "dagster/row_count": outcome.total_events,
+        **CHECKPOINT_SCHEMA_METADATA,
+        "preview": markdown_table(outcome.checkpoint.tail(10)),
+    }
 
 
 @asset(
@@ -156,23 +169,7 @@ def _checks(outcome: CheckpointOutcome, previous_total: int | None) -> list[Asse
     metadata=CHECKPOINT_SCHEMA_METADATA,
     freshness_policy=CHECKPOINT_FRESHNESS,
     retry_policy=VISITS_RETRY_POLICY,
-    check_specs=[
-        AssetCheckSpec(
-            "total_events_never_decreases",
-            asset=CHECKPOINT_KEY,
-            description="The checkpoint holds at least as many events as after the last run.",
-        ),
-        AssetCheckSpec(
-            "no_duplicate_events",
-            asset=CHECKPOINT_KEY,
-            description="No two rows are the same normalised event.",
-        ),
-        AssetCheckSpec(
-            "files_accounted_for",
-            asset=CHECKPOINT_KEY,
-            description="Every event file read is either valid or rejected with a reason.",
-        ),
-    ],
+    check_specs=checkpoint_check_specs(CHECKPOINT_KEY),
 )
 def visit_events_checkpoint(
     context: AssetExecutionContext,
@@ -186,14 +183,11 @@ def visit_events_checkpoint(
     Incremental by object identity: only event files whose (key, ETag) the ledger has not seen
     are fetched, so late and out-of-order arrivals and corrected re-uploads are never missed.
     """
-    try:
-        locations = config.locations(visits_storage)
-    except ValueError as error:
-        raise Failure(description=str(error), allow_retries=False) from error
+    locations = _locations(visits_storage)
     previous_total = _previous_total(context)
-    try:
+    with _as_failures(locations):
         outcome = run_checkpoint(
-            s3.get_client(),
+            s3,
             locations,
             run_id=context.run.run_id,
             max_workers=visits_storage.max_workers,
@@ -207,78 +201,14 @@ def visit_events_checkpoint(
             notification_clock_margin_s=visits_storage.notification_clock_margin_seconds,
             notification_visibility_s=visits_storage.notification_visibility_seconds,
         )
-    except CorruptCheckpointError as error:
-        raise Failure(
-            description=f"{locations.checkpoint_uri} is corrupt ({error}); it was left untouched. "
-            "Restore it from a version or move it aside to rebuild from the event files.",
-            allow_retries=False,
-        ) from error
-    except ConcurrentCheckpointError as error:
-        raise Failure(description=str(error), allow_retries=True) from error
     for rejection in outcome.rejections:
         context.log.warning(
             f"Rejected s3://{locations.source_bucket}/{rejection.key}: {rejection.reason}"
         )
-    metrics.put(
-        METRICS_NAMESPACE_VISITS,
-        [
-            Metric("NewEventsProcessed", outcome.new_events_processed),
-            Metric("TotalEvents", outcome.total_events),
-            Metric("EventsFailed", outcome.events_failed),
-            Metric("ExecutionTime", outcome.execution_time_ms, unit="Milliseconds"),
-            Metric("CheckpointFileSize", outcome.checkpoint_size_bytes, unit="Bytes"),
-        ],
-    )
-    frame = outcome.checkpoint
-    rejected = [
-        {"key": r.key, "reason": r.reason} for r in outcome.rejections[:REJECTIONS_IN_METADATA]
-    ]
+    metrics.put(METRICS_NAMESPACE_VISITS, _metrics(outcome))
     return MaterializeResult(
-        metadata={
-            "new_events_processed": outcome.new_events_processed,
-            "total_events": outcome.total_events,
-            "events_failed": outcome.events_failed,
-            "last_processed_timestamp": outcome.last_processed_timestamp or "",
-            "execution_time_ms": outcome.execution_time_ms,
-            "checkpoint_size_bytes": outcome.checkpoint_size_bytes,
-            "objects_seen": outcome.objects_seen,
-            "files_read": outcome.files_read,
-            "files_valid": outcome.files_valid,
-            "files_vanished": outcome.files_vanished,
-            "notifications_deleted": outcome.notifications_deleted,
-            "notifications_returned": outcome.notifications_returned,
-            "duplicate_events": outcome.duplicate_events,
-            "checkpoint_written": outcome.checkpoint_written,
-            "first_run": outcome.first_run,
-            "checkpoint_uri": MetadataValue.path(locations.checkpoint_uri),
-            "checkpoint_bucket": locations.checkpoint_bucket,
-            "checkpoint_key": locations.checkpoint_key,
-            "ledger_uri": MetadataValue.path(
-                f"s3://{locations.checkpoint_bucket}/{locations.ledger_key}"
-            ),
-            "errors_uri": MetadataValue.path(outcome.errors_uri or "none: no file rejected"),
-            "rejected_files": MetadataValue.json(rejected),
-            "dagster/row_count": outcome.total_events,
-            **CHECKPOINT_SCHEMA_METADATA,
-            "preview": markdown_table(frame.tail(10)),
-        },
-        check_results=_checks(outcome, previous_total),
-    )
-
-
-def _checkpoint_locations(
-    context: AssetExecutionContext, storage: VisitsStorageResource
-) -> Locations:
-    """Where the last checkpoint run wrote (its run config may have moved it)."""
-    event = context.instance.get_latest_materialization_event(CHECKPOINT_KEY)
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    bucket = metadata.get("checkpoint_bucket")
-    key = metadata.get("checkpoint_key")
-    return Locations(
-        source_bucket=storage.source_bucket,
-        prefix=storage.prefix,
-        checkpoint_bucket=str(bucket.value) if bucket else storage.checkpoint_bucket,
-        checkpoint_key=str(key.value) if key else storage.checkpoint_key,
+        metadata=_checkpoint_metadata(outcome, locations),
+        check_results=checkpoint_checks(outcome, previous_total),
     )
 
 
@@ -329,15 +259,11 @@ ANALYTICS = {
 )
 def visit_analytics(
     context: AssetExecutionContext, s3: ObjectStoreResource, visits_storage: VisitsStorageResource
-) -> Any:
+) -> Iterator[MaterializeResult]:
     """The seed's three queries over the checkpoint, each kept as Parquet beside it."""
-    locations = _checkpoint_locations(context, visits_storage)
-    try:
-        events = read_checkpoint(s3.get_client(), locations)
-    except CorruptCheckpointError as error:
-        raise Failure(
-            description=f"{locations.checkpoint_uri} is corrupt: {error}", allow_retries=False
-        ) from error
+    locations = _locations(visits_storage)
+    with _as_failures(locations):
+        events = read_checkpoint(s3, locations)
     if events is None:
         raise Failure(
             description=f"No checkpoint at {locations.checkpoint_uri}: materialise "

@@ -5,6 +5,8 @@ skip late files; the sensor compares the listing with the ledger instead. A tick
 listing of the prefix and one GET of the ledger, never a GET per event file.
 """
 
+from __future__ import annotations
+
 import hashlib
 
 from dagster import (
@@ -19,10 +21,9 @@ from dagster import (
 
 from ons_pipeline.resources import ObjectStoreResource
 from ons_pipeline.resources.storage import VisitsStorageResource
-from ons_pipeline.visits.assets import VisitsCheckpointConfig, checkpoint_run_config
 from ons_pipeline.visits.jobs import visits_job
 from ons_pipeline.visits.schedules import DEFAULT_SENSOR_STATUS
-from ons_pipeline.visits.storage import pending_objects
+from ons_pipeline.visits.storage import Locations, pending_objects
 
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
@@ -41,8 +42,8 @@ IN_FLIGHT = [
 def visit_events_sensor(
     context: SensorEvaluationContext, s3: ObjectStoreResource, visits_storage: VisitsStorageResource
 ) -> SensorResult | SkipReason:
-    locations = VisitsCheckpointConfig().locations(visits_storage)
-    pending, listed = pending_objects(s3.get_client(), locations)
+    locations = Locations.of(visits_storage)
+    pending, listed = pending_objects(s3, locations)
     where = f"s3://{locations.source_bucket}/{locations.prefix}"
     if not pending:
         return SkipReason(f"No new event files in {where} ({listed} listed, all in the ledger)")
@@ -62,8 +63,7 @@ def visit_events_sensor(
     return SensorResult(
         run_requests=[
             RunRequest(
-                run_key=f"visit-events-{digest}",
-                run_config=checkpoint_run_config(locations),
+                run_key=f"visit-events-{digest}",  # the run reads the same `visits_storage`
                 tags={"ons/new_event_files": str(len(pending))},
             )
         ],

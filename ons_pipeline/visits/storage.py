@@ -6,10 +6,10 @@ ObjectCreated notifications from an SQS queue, which costs O(new files) instead 
 Both are filtered through the same (key, ETag) ledger, so a duplicate or replayed notification
 adds nothing, and a notification that never arrives is caught by the next listing.
 
-Order of commits: the checkpoint first (a conditional PUT on the ETag it was read at, so two
-concurrent runs cannot both win), then the ledger. A crash between the two re-processes the
-files next time, and the merge folds them into rows that already exist: nothing is skipped
-and nothing is duplicated.
+A run is three steps: discover (what is new), fetch and parse, commit. Order of commits: the
+checkpoint first (`put_if_match` on the ETag it was read at, so two concurrent runs cannot
+both win), then the ledger. A crash between the two re-processes the files next time, and the
+merge folds them into rows that already exist: nothing is skipped and nothing is duplicated.
 """
 
 from __future__ import annotations
@@ -20,11 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus
-
-from botocore.exceptions import ClientError
 
 from ons_pipeline.platform.faults import commit_point
+from ons_pipeline.resources.aws import ConcurrentWriteError
 from ons_pipeline.visits.checkpoint import (
     PARQUET_CONTENT_TYPE,
     ParsedFile,
@@ -40,14 +38,27 @@ from ons_pipeline.visits.checkpoint import (
     parse_event_file,
     sibling_key,
 )
+from ons_pipeline.visits.notifications import (
+    NotificationQueue,
+    Notifications,
+    delete_notifications,
+    hand_back,
+    receive_notifications,
+    settle_covered_notifications,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
     import pandas as pd
 
+    from ons_pipeline.resources import ObjectStoreResource
+    from ons_pipeline.resources.storage import VisitsStorageResource
 
-class ConcurrentCheckpointError(RuntimeError):
+Ledger = dict[str, tuple[str, str]]  # key -> (ETag, "valid" or "rejected")
+
+
+class ConcurrentCheckpointError(ConcurrentWriteError):
     """Another run replaced the checkpoint after this run read it; re-running is safe."""
 
 
@@ -70,6 +81,17 @@ class Locations:
                         f"{self.prefix!r}: it would be read as an event file"
                     )
 
+    @classmethod
+    def of(cls, storage: VisitsStorageResource) -> Locations:
+        """The resource's locations: the one place runs, sensors and analytics take them from."""
+        return cls(
+            source_bucket=storage.source_bucket,
+            prefix=storage.prefix,
+            checkpoint_bucket=storage.checkpoint_bucket,
+            checkpoint_key=storage.checkpoint_key,
+            notification_queue_url=storage.notification_queue_url,
+        )
+
     @property
     def ledger_key(self) -> str:
         return sibling_key(self.checkpoint_key, ".ledger.parquet")
@@ -84,6 +106,10 @@ class Locations:
     @property
     def checkpoint_uri(self) -> str:
         return f"s3://{self.checkpoint_bucket}/{self.checkpoint_key}"
+
+    @property
+    def ledger_uri(self) -> str:
+        return f"s3://{self.checkpoint_bucket}/{self.ledger_key}"
 
 
 @dataclass
@@ -115,21 +141,6 @@ class CheckpointOutcome:
     def duplicate_events(self) -> int:
         """Valid files whose event was already in the checkpoint (copies, replays)."""
         return self.files_valid - self.new_events_processed
-
-
-def _error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-def read_object(client: Any, bucket: str, key: str) -> tuple[bytes, str] | None:
-    """(bytes, ETag), or None only when the key does not exist; other errors propagate."""
-    try:
-        response = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if _error_code(error) in {"NoSuchKey", "404"}:
-            return None
-        raise
-    return response["Body"].read(), response["ETag"]
 
 
 KEYS_PER_RANGE = 900  # ledger keys per listing range: with a few new files, one page each
@@ -174,7 +185,8 @@ def key_ranges(prefix: str, known_keys: Iterable[str], per_range: int) -> list[K
     return ranges
 
 
-def _list_range(client: Any, bucket: str, key_range: KeyRange) -> dict[str, str]:
+def _list_range(store: ObjectStoreResource, bucket: str, key_range: KeyRange) -> dict[str, str]:
+    client = store.get_client()
     objects: dict[str, str] = {}
     request: dict[str, Any] = {"Bucket": bucket, "Prefix": key_range.prefix}
     if key_range.after is not None:
@@ -197,7 +209,7 @@ def _list_range(client: Any, bucket: str, key_range: KeyRange) -> dict[str, str]
 
 
 def list_event_objects(
-    client: Any,
+    store: ObjectStoreResource,
     bucket: str,
     prefix: str,
     known_keys: Iterable[str] = (),
@@ -213,209 +225,247 @@ def list_event_objects(
     """
     ranges = key_ranges(prefix, known_keys, per_range)
     if len(ranges) == 1:
-        return _list_range(client, bucket, ranges[0])
+        return _list_range(store, bucket, ranges[0])
     objects: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=min(workers, len(ranges))) as pool:
-        for part in pool.map(lambda key_range: _list_range(client, bucket, key_range), ranges):
+        for part in pool.map(lambda key_range: _list_range(store, bucket, key_range), ranges):
             objects.update(part)
     return objects
 
 
-@dataclass(frozen=True)
-class Notifications:
-    """Objects named by S3 ObjectCreated notifications, and the receipts to delete them by."""
-
-    objects: dict[str, str]  # key -> ETag, quoted as S3 lists it
-    receipts: list[str]  # messages this run may delete once it has committed
-    ignored: int  # messages that name no object at all (S3 test events, other event types)
-    sent_at_ms: list[int | None] = field(default_factory=list)  # SQS SentTimestamp per receipt
-    foreign: list[str] = field(default_factory=list)  # name another bucket or prefix: kept
-
-    def sent_before(self, cutoff_ms: int) -> tuple[list[str], list[str]]:
-        """Receipts of messages SQS accepted before `cutoff_ms`, and of the rest.
-
-        A message without a timestamp cannot be shown to be older, so it counts as the rest.
-        """
-        before: list[str] = []
-        rest: list[str] = []
-        for receipt, sent in zip(self.receipts, self.sent_at_ms, strict=True):
-            (before if sent is not None and sent < cutoff_ms else rest).append(receipt)
-        return before, rest
-
-
-def notification_objects(
-    body: str, prefix: str, bucket: str | None = None
-) -> tuple[dict[str, str], int] | None:
-    """What a notification names for this run, and how much it names for others.
-
-    Returns (key -> quoted ETag of each ObjectCreated record in `bucket` under `prefix`, the
-    number of ObjectCreated records for another bucket or prefix), or None if the body names
-    no object at all. Keys arrive URL-encoded (`+` for a space); an SNS-wrapped notification
-    is unwrapped.
-    """
-    try:
-        payload = json.loads(body)
-        if "Records" not in payload and isinstance(payload.get("Message"), str):
-            payload = json.loads(payload["Message"])
-    except (json.JSONDecodeError, AttributeError):
-        return None
-    found: dict[str, str] = {}
-    foreign = 0
-    for record in payload.get("Records", []) if isinstance(payload, dict) else []:
-        if not str(record.get("eventName", "")).startswith("ObjectCreated"):
-            continue
-        named = record.get("s3", {})
-        item = named.get("object", {})
-        key = unquote_plus(str(item.get("key", "")))
-        in_bucket = bucket is None or named.get("bucket", {}).get("name") == bucket
-        if in_bucket and key.startswith(prefix):
-            if not key.endswith("/"):
-                found[key] = '"' + str(item.get("eTag", "")).strip('"') + '"'
-        else:
-            foreign += 1
-    return (found, foreign) if found or foreign else None
-
-
-def objects_from_notification(body: str, prefix: str) -> dict[str, str] | None:
-    """Key -> quoted ETag for each ObjectCreated record under `prefix`; None if none at all."""
-    named = notification_objects(body, prefix)
-    return (named[0] or None) if named else None
-
-
-def receive_notifications(
-    sqs: Any,
-    queue_url: str,
-    prefix: str,
-    *,
-    bucket: str | None = None,
-    visibility_timeout: int = 900,
-) -> Notifications:
-    """Drain what the queue holds now; messages stay hidden until deleted after the commit.
-
-    A message naming an object in another bucket or outside `prefix` belongs to a run with
-    other locations: it is put back on the queue (visible at once) after the drain, never
-    deleted. A run that dies before deleting lets its messages reappear after
-    `visibility_timeout`; one that fails returns them at once (`run_checkpoint`).
-    """
-    objects: dict[str, str] = {}
-    receipts: list[str] = []
-    foreign: list[str] = []
-    sent_at_ms: list[int | None] = []
-    ignored = 0
-    try:
-        while True:
-            messages = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=10,  # the SQS maximum per call
-                WaitTimeSeconds=0,
-                VisibilityTimeout=visibility_timeout,
-                MessageSystemAttributeNames=["SentTimestamp"],
-            ).get("Messages", [])
-            if not messages:
-                break
-            for message in messages:
-                named = notification_objects(message["Body"], prefix, bucket)
-                if named is not None and named[1]:
-                    foreign.append(message["ReceiptHandle"])
-                    objects.update(named[0])  # ours too; the ledger absorbs a repeat
-                    continue
-                receipts.append(message["ReceiptHandle"])
-                sent = message.get("Attributes", {}).get("SentTimestamp")
-                sent_at_ms.append(None if sent is None else int(sent))
-                if named is None:
-                    ignored += 1
-                else:
-                    objects.update(named[0])
-    except BaseException as error:
-        _hand_back(sqs, queue_url, receipts + foreign, error)
-        raise
-    return_notifications(sqs, queue_url, foreign)
-    return Notifications(objects, receipts, ignored, sent_at_ms, foreign)
-
-
-def _hand_back(sqs: Any, queue_url: str, receipts: list[str], error: BaseException) -> None:
-    """On a failure, make the received messages visible again so a retry sees them at once."""
-    try:
-        return_notifications(sqs, queue_url, receipts)
-    except Exception as returning:  # the original error is what the run reports
-        error.add_note(f"and {len(receipts)} SQS messages could not be returned: {returning}")
-
-
-def delete_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
-    _in_batches(sqs.delete_message_batch, queue_url, receipts, "delete")
-
-
-def return_notifications(sqs: Any, queue_url: str, receipts: list[str]) -> None:
-    """Make received messages visible again at once, for the next run to take."""
-    _in_batches(
-        sqs.change_message_visibility_batch, queue_url, receipts, "return", VisibilityTimeout=0
-    )
-
-
-def _in_batches(
-    call: Callable[..., Any], queue_url: str, receipts: list[str], verb: str, **entry: Any
-) -> None:
-    for start in range(0, len(receipts), 10):  # SQS batch calls take at most 10 entries
-        batch = receipts[start : start + 10]
-        response = call(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "ReceiptHandle": handle, **entry} for i, handle in enumerate(batch)
-            ],
-        )
-        if response.get("Failed"):
-            raise RuntimeError(f"could not {verb} SQS messages: {response['Failed']}")
-
-
-def settle_covered_notifications(
-    sqs: Any,
-    queue_url: str,
-    prefix: str,
-    listing_started: float,
-    clock_margin_s: float,
-    *,
-    bucket: str | None = None,
-) -> tuple[int, int]:
-    """After a listing run: delete the announcements its listing already covered.
-
-    A message SQS accepted before the listing began names an object that existed then, and
-    S3 lists strongly consistently, so the listing saw it. Later messages (and any within
-    `clock_margin_s` of the start, in case SQS's clock runs ahead) go back on the queue.
-    Without this the backlog announced before a first run would all be received again.
-    """
-    received = receive_notifications(sqs, queue_url, prefix, bucket=bucket)
-    covered, later = received.sent_before(round((listing_started - clock_margin_s) * 1000))
-    try:
-        delete_notifications(sqs, queue_url, covered)
-    except BaseException as error:
-        _hand_back(sqs, queue_url, received.receipts, error)
-        raise
-    return_notifications(sqs, queue_url, later)
-    return len(covered), len(later) + len(received.foreign)
-
-
-def read_ledger(client: Any, locations: Locations) -> dict[str, tuple[str, str]]:
-    stored = read_object(client, locations.checkpoint_bucket, locations.ledger_key)
+def read_ledger(store: ObjectStoreResource, locations: Locations) -> Ledger:
+    stored = store.get_versioned(locations.checkpoint_bucket, locations.ledger_key)
     return {} if stored is None else ledger_from_parquet(stored[0])
 
 
-def pending_objects(client: Any, locations: Locations) -> tuple[dict[str, str], int]:
+def read_checkpoint(store: ObjectStoreResource, locations: Locations) -> pd.DataFrame | None:
+    stored = store.get_versioned(locations.checkpoint_bucket, locations.checkpoint_key)
+    return None if stored is None else checkpoint_from_parquet(stored[0])
+
+
+def pending_objects(store: ObjectStoreResource, locations: Locations) -> tuple[dict[str, str], int]:
     """New (key, ETag) pairs by the ledger, and how many objects were listed (sensor's view)."""
-    ledger = read_ledger(client, locations)
-    listing = list_event_objects(client, locations.source_bucket, locations.prefix, ledger)
+    ledger = read_ledger(store, locations)
+    listing = list_event_objects(store, locations.source_bucket, locations.prefix, ledger)
     return new_objects(listing, ledger), len(listing)
 
 
-def _fetch_and_parse(client: Any, bucket: str, key: str) -> ParsedFile | None:
-    stored = read_object(client, bucket, key)
-    if stored is None:  # deleted since the listing: nothing to record
+@dataclass(frozen=True)
+class StoredState:
+    """The checkpoint and ledger as this run read them; `etag` guards the checkpoint write."""
+
+    checkpoint: pd.DataFrame
+    etag: str | None  # None: no checkpoint yet, a first run
+    size_bytes: int
+    ledger: Ledger
+
+    @property
+    def first_run(self) -> bool:
+        return self.etag is None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a run found: every candidate object, and those the ledger has not seen."""
+
+    candidates: dict[str, str]  # key -> ETag, listed or announced
+    pending: dict[str, str]
+    listing_started: float  # epoch seconds
+    notifications: Notifications | None  # None: the candidates are a full listing
+
+
+def read_state(
+    store: ObjectStoreResource, locations: Locations, say: Callable[[str], None]
+) -> StoredState:
+    """The checkpoint at its ETag, and the ledger; a missing checkpoint is a first run."""
+    stored = store.get_versioned(locations.checkpoint_bucket, locations.checkpoint_key)
+    if stored is None:
+        say(f"No checkpoint at {locations.checkpoint_uri}: first run, reading every event file")
+        # Without the checkpoint a ledger would hide events that exist nowhere else.
+        return StoredState(empty_checkpoint(), None, 0, {})
+    body, etag = stored
+    return StoredState(
+        checkpoint_from_parquet(body), etag, len(body), read_ledger(store, locations)
+    )
+
+
+def discover(
+    store: ObjectStoreResource,
+    locations: Locations,
+    state: StoredState,
+    queue: NotificationQueue | None,
+    *,
+    reconcile: bool,
+    say: Callable[[str], None],
+) -> Discovery:
+    """New objects from the queue, or from a listing on a first or reconciling run."""
+    notifications: Notifications | None = None
+    if queue is not None and not (reconcile or state.first_run):
+        notifications = receive_notifications(
+            queue.sqs,
+            queue.url,
+            locations.prefix,
+            bucket=locations.source_bucket,
+            visibility_timeout=queue.visibility_s,
+        )
+        commit_point("visits.after_receive")
+    started = time.time()
+    if notifications is not None:
+        candidates = notifications.objects
+        say(
+            f"Queue: {len(notifications.receipts)} S3 notification message(s) announced "
+            f"{len(candidates)} event file(s); {notifications.ignored} message(s) named no "
+            "event file (S3 test events or keys outside the prefix)"
+        )
+    else:
+        candidates = list_event_objects(
+            store, locations.source_bucket, locations.prefix, state.ledger
+        )
+    pending = new_objects(candidates, state.ledger)
+    say(f"{len(candidates)} event file(s) found, {len(pending)} of them new to the ledger")
+    return Discovery(candidates, pending, started, notifications)
+
+
+def _fetch_one(store: ObjectStoreResource, bucket: str, key: str) -> ParsedFile | None:
+    stored = store.get_versioned(bucket, key)
+    if stored is None:  # deleted since it was discovered: nothing to record
         return None
     body, etag = stored  # the GET's ETag names exactly the bytes that were parsed
     return parse_event_file(key, etag, body)
 
 
+def fetch_and_parse(
+    store: ObjectStoreResource, bucket: str, keys: Iterable[str], max_workers: int
+) -> list[ParsedFile]:
+    """Each object fetched concurrently and parsed; a vanished one is left out."""
+    ordered = sorted(keys)
+    if not ordered:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(ordered)))) as pool:
+        results = pool.map(lambda key: _fetch_one(store, bucket, key), ordered)
+        return [result for result in results if result is not None]
+
+
+def commit(
+    store: ObjectStoreResource,
+    locations: Locations,
+    state: StoredState,
+    found: Discovery,
+    parsed: list[ParsedFile],
+    *,
+    run_id: str,
+) -> CheckpointOutcome:
+    """Merge the parsed files; write the checkpoint (if it changed), errors, then the ledger."""
+    valid = [p.event for p in parsed if p.event is not None]
+    merged = merge_events(state.checkpoint, events_frame(valid))
+    outcome = CheckpointOutcome(
+        objects_seen=len(found.candidates),
+        files_read=len(parsed),
+        files_valid=len(valid),
+        files_vanished=len(found.pending) - len(parsed),
+        new_events_processed=len(merged) - len(state.checkpoint),
+        total_events=len(merged),
+        last_processed_timestamp=merged["timestamp"].max().isoformat() if len(merged) else None,
+        checkpoint_size_bytes=state.size_bytes,
+        first_run=state.first_run,
+        listing_started=found.listing_started,
+        rejections=[p.rejection for p in parsed if p.rejection is not None],
+        checkpoint=merged,
+    )
+    if outcome.first_run or outcome.new_events_processed:
+        outcome.checkpoint_size_bytes = _write_checkpoint(store, locations, state, merged)
+        outcome.checkpoint_written = True
+        commit_point("visits.after_checkpoint")
+    if outcome.rejections:
+        outcome.errors_uri = _write_errors(store, locations, outcome.rejections, run_id)
+    updated = updated_ledger(state.ledger, found, parsed)
+    if updated != state.ledger:
+        data = ledger_to_parquet(updated)
+        store.put_bytes(
+            locations.checkpoint_bucket, locations.ledger_key, data, PARQUET_CONTENT_TYPE
+        )
+        outcome.ledger_written = True
+        commit_point("visits.after_ledger")
+    return outcome
+
+
+def _write_checkpoint(
+    store: ObjectStoreResource, locations: Locations, state: StoredState, merged: pd.DataFrame
+) -> int:
+    data = checkpoint_to_parquet(merged)
+    try:
+        store.put_if_match(
+            locations.checkpoint_bucket,
+            locations.checkpoint_key,
+            data,
+            PARQUET_CONTENT_TYPE,
+            state.etag,
+        )
+    except ConcurrentWriteError as error:
+        raise ConcurrentCheckpointError(
+            f"{locations.checkpoint_uri} changed while this run was merging; "
+            "nothing was written, re-run to merge on top of it"
+        ) from error
+    return len(data)
+
+
+def _write_errors(
+    store: ObjectStoreResource, locations: Locations, rejections: list[Rejection], run_id: str
+) -> str:
+    """The run's rejected files with their reasons, beside the checkpoint; returns its URI."""
+    key = f"{locations.errors_prefix}{run_id}.json"
+    report = {
+        "run_id": run_id,
+        "written_at": datetime.now(UTC).isoformat(),
+        "source": f"s3://{locations.source_bucket}/{locations.prefix}",
+        "rejected": [{"key": r.key, "etag": r.etag, "reason": r.reason} for r in rejections],
+    }
+    data = json.dumps(report, indent=1).encode()
+    store.put_bytes(locations.checkpoint_bucket, key, data, "application/json")
+    return f"s3://{locations.checkpoint_bucket}/{key}"
+
+
+def updated_ledger(ledger: Ledger, found: Discovery, parsed: list[ParsedFile]) -> Ledger:
+    """The ledger after this run; a listing also drops the objects deleted since."""
+    if found.notifications is None:
+        kept = {k: ledger[k] for k in found.candidates if k in ledger and k not in found.pending}
+    else:
+        kept = {key: value for key, value in ledger.items() if key not in found.pending}
+    for item in parsed:
+        kept[item.key] = (item.etag, "valid" if item.rejection is None else "rejected")
+    return kept
+
+
+def settle_queue(
+    queue: NotificationQueue,
+    locations: Locations,
+    found: Discovery,
+    outcome: CheckpointOutcome,
+    say: Callable[[str], None],
+) -> None:
+    """After the commit: delete what this run took in, or what its listing covered."""
+    if found.notifications is not None:
+        delete_notifications(queue.sqs, queue.url, found.notifications.receipts)
+        outcome.notifications_deleted = len(found.notifications.receipts)
+        outcome.notifications_returned = len(found.notifications.foreign)
+        return
+    outcome.notifications_deleted, outcome.notifications_returned = settle_covered_notifications(
+        queue.sqs,
+        queue.url,
+        locations.prefix,
+        found.listing_started,
+        queue.clock_margin_s,
+        bucket=locations.source_bucket,
+    )
+    say(
+        f"{outcome.notifications_deleted} queued announcements were covered by the listing "
+        f"and deleted; {outcome.notifications_returned} newer or other prefixes' ones left "
+        "on the queue"
+    )
+
+
 def run_checkpoint(
-    client: Any,
+    store: ObjectStoreResource,
     locations: Locations,
     *,
     run_id: str,
@@ -439,185 +489,25 @@ def run_checkpoint(
     """
     say = log or (lambda _message: None)
     started = time.perf_counter()
-    outcome = CheckpointOutcome()
-    bucket = locations.checkpoint_bucket
-
-    stored = read_object(client, bucket, locations.checkpoint_key)
-    if stored is None:
-        previous, previous_etag, previous_size = empty_checkpoint(), None, 0
-        outcome.first_run = True
-        ledger: dict[str, tuple[str, str]] = {}
-        say(f"No checkpoint at {locations.checkpoint_uri}: first run, reading every event file")
-    else:
-        previous = checkpoint_from_parquet(stored[0])
-        previous_etag, previous_size = stored[1], len(stored[0])
-        # Without the checkpoint a ledger would hide events that exist nowhere else.
-        ledger = read_ledger(client, locations)
-
-    queue = locations.notification_queue_url if sqs is not None else None
-    notifications: Notifications | None = None
-    if queue and not (reconcile or outcome.first_run):
-        notifications = receive_notifications(
+    queue = None
+    if sqs is not None and locations.notification_queue_url:
+        queue = NotificationQueue(
             sqs,
-            queue,
-            locations.prefix,
-            bucket=locations.source_bucket,
-            visibility_timeout=notification_visibility_s,
+            locations.notification_queue_url,
+            notification_visibility_s,
+            notification_clock_margin_s,
         )
-        commit_point("visits.after_receive")
+    state = read_state(store, locations, say)
+    found = discover(store, locations, state, queue, reconcile=reconcile, say=say)
     try:
-        _commit_new_objects(
-            client,
-            locations,
-            outcome,
-            previous,
-            previous_etag,
-            previous_size,
-            ledger,
-            run_id=run_id,
-            max_workers=max_workers,
-            say=say,
-            notifications=notifications,
-        )
+        parsed = fetch_and_parse(store, locations.source_bucket, found.pending, max_workers)
+        outcome = commit(store, locations, state, found, parsed, run_id=run_id)
     except BaseException as error:
-        if notifications is not None and queue:  # a retry must see them, not wait 900 s
-            _hand_back(sqs, queue, notifications.receipts, error)
+        if queue is not None and found.notifications is not None:  # a retry must see them now
+            hand_back(queue.sqs, queue.url, found.notifications.receipts, error)
         raise
-    # Only once the checkpoint and the ledger are committed.
-    if notifications is not None and queue:
-        delete_notifications(sqs, queue, notifications.receipts)
-        outcome.notifications_deleted = len(notifications.receipts)
-        outcome.notifications_returned = len(notifications.foreign)
-    elif queue:
-        outcome.notifications_deleted, outcome.notifications_returned = (
-            settle_covered_notifications(
-                sqs,
-                queue,
-                locations.prefix,
-                outcome.listing_started,
-                notification_clock_margin_s,
-                bucket=locations.source_bucket,
-            )
-        )
-        say(
-            f"{outcome.notifications_deleted} queued announcements were covered by the listing "
-            f"and deleted; {outcome.notifications_returned} newer or other prefixes' ones left "
-            "on the queue"
-        )
+    if queue is not None:  # only once the checkpoint and the ledger are committed
+        settle_queue(queue, locations, found, outcome, say)
     commit_point("visits.after_notifications")
     outcome.execution_time_ms = round((time.perf_counter() - started) * 1000)
     return outcome
-
-
-def _commit_new_objects(
-    client: Any,
-    locations: Locations,
-    outcome: CheckpointOutcome,
-    previous: pd.DataFrame,
-    previous_etag: str | None,
-    previous_size: int,
-    ledger: dict[str, tuple[str, str]],
-    *,
-    run_id: str,
-    max_workers: int,
-    say: Callable[[str], None],
-    notifications: Notifications | None,
-) -> None:
-    """Read what is new (named by `notifications`, or listed), then commit checkpoint, ledger."""
-    bucket = locations.checkpoint_bucket
-    outcome.listing_started = time.time()
-    if notifications is not None:
-        candidates = notifications.objects
-        say(
-            f"Queue: {len(notifications.receipts)} S3 notification message(s) announced "
-            f"{len(candidates)} event file(s); {notifications.ignored} message(s) named no "
-            "event file (S3 test events or keys outside the prefix)"
-        )
-    else:
-        candidates = list_event_objects(client, locations.source_bucket, locations.prefix, ledger)
-    pending = new_objects(candidates, ledger)
-    outcome.objects_seen = len(candidates)
-    say(f"{len(candidates)} event file(s) found, {len(pending)} of them new to the ledger")
-
-    parsed: list[ParsedFile] = []
-    if pending:
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(pending)))) as pool:
-            results = pool.map(
-                lambda key: _fetch_and_parse(client, locations.source_bucket, key), sorted(pending)
-            )
-            parsed = [result for result in results if result is not None]
-    outcome.files_vanished = len(pending) - len(parsed)
-    outcome.files_read = len(parsed)
-    outcome.rejections = [p.rejection for p in parsed if p.rejection is not None]
-    valid = [p.event for p in parsed if p.event is not None]
-    outcome.files_valid = len(valid)
-
-    merged = merge_events(previous, events_frame(valid))
-    outcome.new_events_processed = len(merged) - len(previous)
-    outcome.total_events = len(merged)
-    outcome.checkpoint = merged
-    if len(merged):
-        outcome.last_processed_timestamp = merged["timestamp"].max().isoformat()
-
-    if outcome.first_run or outcome.new_events_processed:
-        data = checkpoint_to_parquet(merged)
-        condition = {"IfMatch": previous_etag} if previous_etag else {"IfNoneMatch": "*"}
-        try:
-            client.put_object(
-                Bucket=bucket,
-                Key=locations.checkpoint_key,
-                Body=data,
-                ContentType=PARQUET_CONTENT_TYPE,
-                **condition,
-            )
-        except ClientError as error:
-            if _error_code(error) in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                raise ConcurrentCheckpointError(
-                    f"{locations.checkpoint_uri} changed while this run was merging; "
-                    "nothing was written, re-run to merge on top of it"
-                ) from error
-            raise
-        outcome.checkpoint_written = True
-        outcome.checkpoint_size_bytes = len(data)
-        commit_point("visits.after_checkpoint")
-    else:
-        outcome.checkpoint_size_bytes = previous_size
-
-    if outcome.rejections:
-        key = f"{locations.errors_prefix}{run_id}.json"
-        report = {
-            "run_id": run_id,
-            "written_at": datetime.now(UTC).isoformat(),
-            "source": f"s3://{locations.source_bucket}/{locations.prefix}",
-            "rejected": [
-                {"key": r.key, "etag": r.etag, "reason": r.reason} for r in outcome.rejections
-            ],
-        }
-        client.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=json.dumps(report, indent=1).encode(),
-            ContentType="application/json",
-        )
-        outcome.errors_uri = f"s3://{bucket}/{key}"
-
-    if notifications is None:  # a listing also drops objects deleted since from the ledger
-        updated = {key: ledger[key] for key in candidates if key in ledger and key not in pending}
-    else:
-        updated = {key: value for key, value in ledger.items() if key not in pending}
-    for item in parsed:
-        updated[item.key] = (item.etag, "valid" if item.rejection is None else "rejected")
-    if updated != ledger:
-        client.put_object(
-            Bucket=bucket,
-            Key=locations.ledger_key,
-            Body=ledger_to_parquet(updated),
-            ContentType=PARQUET_CONTENT_TYPE,
-        )
-        outcome.ledger_written = True
-        commit_point("visits.after_ledger")
-
-
-def read_checkpoint(client: Any, locations: Locations) -> pd.DataFrame | None:
-    stored = read_object(client, locations.checkpoint_bucket, locations.checkpoint_key)
-    return None if stored is None else checkpoint_from_parquet(stored[0])

@@ -18,6 +18,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetsDefinition, DagsterInstance, materialize
 
+from ons_pipeline.local.demo.sales_data import Packet, generate_totesys, land_packets
+from ons_pipeline.local.demo.visits_data import (
+    EventFile,
+    generate_corpus,
+    land_files,
+    synthetic_files,
+)
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     ObjectStoreResource,
@@ -26,12 +33,10 @@ from ons_pipeline.resources import (
 )
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.sales.assets import sales_star_schema, totesys_raw
-from ons_pipeline.sales.demo_data import Packet, generate_totesys, land_packets
 from ons_pipeline.sales.schema import STAR_KEYS
 from ons_pipeline.sales.transform import STAR_TABLES
 from ons_pipeline.visits.assets import visit_events_checkpoint
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet, ledger_from_parquet
-from ons_pipeline.visits.demo_data import EventFile, generate_corpus, land_files, synthetic_files
 
 if TYPE_CHECKING:
     from pathlib import Path

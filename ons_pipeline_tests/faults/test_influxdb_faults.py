@@ -17,8 +17,8 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points
-from ons_pipeline.energy.demo_data import to_parquet
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
@@ -75,10 +75,10 @@ class EnergyState:
 
     def run(self, url: str | None = None, writers: int = 4) -> Any:
         instance = DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(energy_objects_partitions.name, [KEY])
+        instance.add_dynamic_partitions(energy_objects_partitions.name, [partition_key_for(KEY)])
         return materialize(
             INFLUX_ASSETS,
-            partition_key=KEY,
+            partition_key=partition_key_for(KEY),
             resources={
                 "s3": ObjectStoreResource(region_name=REGION),
                 "metrics": CloudWatchMetricsResource(region_name=REGION, enabled=False),

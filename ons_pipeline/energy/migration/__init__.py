@@ -5,3 +5,5 @@ through Query pages (the fallback; also the validation's aggregates), `mapping` 
 batch into the line protocol a direct load writes, `validate` compares the two stores per
 series, and `assets` wires them into Dagster (daily partitions, backfills, checks, cutover).
 """
+
+from __future__ import annotations

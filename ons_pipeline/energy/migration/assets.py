@@ -10,30 +10,26 @@ writing the same points again overwrites them.
 """
 
 import os
-import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from dagster import (
     AssetCheckEvaluation,
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetMaterialization,
+    AssetsDefinition,
     AssetSelection,
     AssetSpec,
     BackfillPolicy,
     DailyPartitionsDefinition,
     Failure,
-    MetadataValue,
     Output,
     ScheduleDefinition,
     asset_check,
@@ -41,20 +37,10 @@ from dagster import (
     multi_asset,
 )
 
-from ons_pipeline.energy.migration.export import (
-    TimestreamQueryError,
-    TimestreamQueryUnavailableError,
-    Window,
-)
-from ons_pipeline.energy.migration.unload import EXPORT_MODES, UnloadTarget, delete_export
-from ons_pipeline.energy.migration.validate import (
-    differences,
-    influxdb_stats,
-    timestream_stats,
-)
-from ons_pipeline.energy.migration.window import WindowOutcome, migrate_window, overlapped
-from ons_pipeline.energy.schema import COLUMN_DESCRIPTIONS, DATASETS, MEASUREMENT, PROCESSED_SCHEMA
-from ons_pipeline.energy.transform import quarantine_parquet
+from ons_pipeline.energy.migration.export import Window
+from ons_pipeline.energy.migration.steps import check_window, compare_window, write_window
+from ons_pipeline.energy.migration.window import overlapped
+from ons_pipeline.energy.schema import COLUMN_DESCRIPTIONS, DATASETS, PROCESSED_SCHEMA
 from ons_pipeline.platform.metadata import OWNERS, asset_tags, column_schema_metadata
 from ons_pipeline.resources import (
     EnergyStorageResource,
@@ -62,7 +48,6 @@ from ons_pipeline.resources import (
     ObjectStoreResource,
     TimestreamResource,
 )
-from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
 
 MIGRATION_GROUP = "energy_migration"
 WINDOW_CHECK = "window_matches"
@@ -79,183 +64,7 @@ def migration_key(dataset: str) -> AssetKey:
     return AssetKey(["energy", "migration", dataset])
 
 
-def _series_table(diffs: list[dict[str, Any]]) -> MetadataValue:
-    return MetadataValue.json(diffs[:50])
-
-
-def compare_window(
-    timestream: TimestreamResource,
-    influxdb: InfluxDBResource,
-    dataset: str,
-    window: Window,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(differing series, metadata) for one window of one dataset.
-
-    The two stores are asked at once (different servers; each side mostly waits).
-    """
-    bucket = influxdb.bucket_for(MEASUREMENT[dataset])
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="compare") as pool:
-        influx_side = pool.submit(influxdb_stats, influxdb, bucket, dataset, window)
-        expected, unmapped = timestream_stats(
-            timestream.get_query_client(),
-            timestream.database,
-            timestream.table_for(dataset),
-            dataset,
-            window,
-        )
-        found = influx_side.result()
-    diffs = differences(expected, found)
-    metadata = {
-        "series_timestream": len(expected),
-        "series_influxdb": len(found),
-        "points_timestream": sum(s.count for s in expected.values()),
-        "points_influxdb": sum(s.count for s in found.values()),
-        "unmappable_records": MetadataValue.json(dict(unmapped)),
-        "differing_series": len(diffs),
-        "differences": _series_table(diffs),
-    }
-    return diffs, metadata
-
-
-@contextmanager
-def _window_failures(dataset: str, day: str) -> Iterator[None]:
-    """Export, write and compare errors as the run's Failure; transient ones retryable."""
-    try:
-        yield
-    except (InfluxDBUnavailableError, TimestreamQueryUnavailableError) as error:
-        raise Failure(
-            description=f"{dataset} {day}: {error}; the window is not migrated",
-            allow_retries=True,
-        ) from error
-    except (InfluxDBWriteError, TimestreamQueryError) as error:
-        raise Failure(
-            description=f"{dataset} {day}: {error}; the window is not migrated",
-            allow_retries=False,
-        ) from error
-
-
-@dataclass
-class _Written:
-    """A window exported and written, waiting for its comparison."""
-
-    day: str
-    window: Window
-    bucket: str
-    mode: str
-    started: float
-    outcome: WindowOutcome
-
-
-def _write_one(
-    dataset: str,
-    day: str,
-    timestream: TimestreamResource,
-    influxdb: InfluxDBResource,
-    s3: ObjectStoreResource,
-    energy_storage: EnergyStorageResource,
-) -> _Written:
-    started = time.monotonic()
-    window = Window.day(day)
-    bucket = influxdb.bucket_for(MEASUREMENT[dataset])
-    mode = energy_storage.migration_export
-    if mode not in EXPORT_MODES:
-        raise Failure(
-            description=f"ONS_MIGRATION_EXPORT={mode!r}: expected one of {EXPORT_MODES}",
-            allow_retries=False,
-        )
-    unload = None
-    if mode == "unload":
-        unload = UnloadTarget(
-            s3.get_client(),
-            energy_storage.export_bucket or energy_storage.processed_bucket,
-            energy_storage.export_prefix,
-        )
-    with _window_failures(dataset, day):
-        influxdb.health()
-        influxdb.ensure_bucket(bucket)
-        outcome = migrate_window(
-            timestream.get_query_client(),
-            influxdb,
-            database=timestream.database,
-            table=timestream.table_for(dataset),
-            dataset=dataset,
-            bucket=bucket,
-            window=window,
-            check_tags=influxdb.enable_validation,
-            unload=unload,
-        )
-    return _Written(day, window, bucket, mode, started, outcome)
-
-
-def _check_one(
-    context: AssetExecutionContext,
-    dataset: str,
-    written: _Written,
-    timestream: TimestreamResource,
-    influxdb: InfluxDBResource,
-    s3: ObjectStoreResource,
-    energy_storage: EnergyStorageResource,
-) -> tuple[bool, dict[str, Any], dict[str, Any]]:
-    day, outcome, mode = written.day, written.outcome, written.mode
-    with _window_failures(dataset, day):
-        diffs, check_metadata = compare_window(timestream, influxdb, dataset, written.window)
-    quarantine_key = energy_storage.quarantine_key("migration", f"{dataset}/{day}.parquet")
-    quarantine = outcome.quarantine()
-    if len(quarantine):
-        s3.put_bytes(
-            energy_storage.processed_bucket,
-            quarantine_key,
-            quarantine_parquet(quarantine.assign(_row=range(len(quarantine)))),
-            "application/vnd.apache.parquet",
-        )
-        quarantine_uri = f"s3://{energy_storage.processed_bucket}/{quarantine_key}"
-    else:
-        s3.get_client().delete_object(Bucket=energy_storage.processed_bucket, Key=quarantine_key)
-        quarantine_uri = "none: every record mapped"
-    accounted = outcome.records == outcome.written.lines_written + outcome.rejected
-    passed = accounted and not diffs
-    export_uri = "none: exported through Query pages"
-    if outcome.export is not None:
-        export_uri = f"s3://{outcome.export.bucket}/{outcome.export.folder}"
-        if passed:  # kept for inspection otherwise; the lifecycle rule expires them
-            deleted = delete_export(s3.get_client(), outcome.export.bucket, outcome.export.folder)
-            export_uri = f"deleted ({deleted} objects) after validation: {export_uri}"
-    elapsed = time.monotonic() - written.started
-    metadata = {
-        "dagster/row_count": outcome.written.lines_written,
-        "window": f"[{day}T00:00:00Z, +1 day)",
-        "records_exported": outcome.records,
-        "points_written": outcome.written.lines_written,
-        "quarantined": outcome.rejected,
-        "quarantined_by_reason": MetadataValue.json(outcome.rejected_by_reason()),
-        "quarantine_uri": MetadataValue.path(quarantine_uri),
-        "export_mode": mode,
-        "export": export_uri,
-        "query_pages": outcome.pages,
-        "write_requests": outcome.written.requests,
-        "write_retries": outcome.written.retries,
-        "bucket": written.bucket,
-        "database": timestream.database,
-        "table": timestream.table_for(dataset),
-        "processing_time_seconds": round(elapsed, 3),
-        "records_per_second": round(outcome.records / elapsed, 1) if elapsed else 0.0,
-    }
-    check_metadata |= {
-        "records_exported": outcome.records,
-        "points_written": outcome.written.lines_written,
-        "quarantined": outcome.rejected,
-        "rows_accounted_for": accounted,
-        "export_mode": mode,
-        "export": export_uri,
-    }
-    context.log.info(
-        f"{dataset} {day}: {outcome.records} records, {outcome.written.lines_written} points, "
-        f"{outcome.rejected} quarantined, {len(diffs)} differing series"
-    )
-    return passed, metadata, check_metadata
-
-
-def build_migration_asset(dataset: str) -> Any:
+def build_migration_asset(dataset: str) -> AssetsDefinition:
     key = migration_key(dataset)
     with warnings.catch_warnings():
         # A partitioned check is a Dagster preview; it is what makes the check per window.
@@ -295,12 +104,12 @@ def build_migration_asset(dataset: str) -> Any:
         influxdb: InfluxDBResource,
         s3: ObjectStoreResource,
         energy_storage: EnergyStorageResource,
-    ) -> Any:
+    ) -> Iterator[AssetCheckEvaluation | AssetMaterialization | Output[None]]:
         # A window's comparison runs while the next window is exported and written.
         checked = overlapped(
             context.partition_keys,
-            lambda day: _write_one(dataset, day, timestream, influxdb, s3, energy_storage),
-            lambda _, written: _check_one(
+            lambda day: write_window(dataset, day, timestream, influxdb, s3, energy_storage),
+            lambda _, written: check_window(
                 context, dataset, written, timestream, influxdb, s3, energy_storage
             ),
         )
@@ -324,7 +133,7 @@ def build_migration_asset(dataset: str) -> Any:
     return migrate
 
 
-def build_blue_green_check(dataset: str) -> Any:
+def build_blue_green_check(dataset: str) -> AssetChecksDefinition:
     @asset_check(
         asset=migration_key(dataset),
         name=BLUE_GREEN_CHECK,

@@ -1,8 +1,13 @@
 """The cutover switch as the energy loads see it (`ONS_ENERGY_SINKS`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from dagster import AssetCheckResult, AssetExecutionContext, MaterializeResult
 
-from ons_pipeline.resources import EnergyStorageResource
+if TYPE_CHECKING:
+    from ons_pipeline.resources import EnergyStorageResource
 
 
 def skipped_by_sinks(

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ons_pipeline.energy.schema import DIMENSION, OPTIONAL_TAGS, WIDE_FIELDS
-from ons_pipeline.energy.transform import PreparedFile, prepare
+from ons_pipeline.energy.validation import PreparedFile, prepare
 
 LONG_MEASURE: Final = "value"
 LONG_VALUE: Final = "measure_value::double"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from ons_pipeline.energy.line_protocol import LineProtocolBatches, line_protocol
 from ons_pipeline.energy.migration.export import (
     TimestreamQueryError,
     Window,
@@ -31,13 +32,13 @@ from ons_pipeline.energy.migration.unload import (
     export_batches,
     unload_window,
 )
-from ons_pipeline.energy.transform import batch_bodies, line_protocol, rejected_rows
+from ons_pipeline.energy.validation import count_reasons, rejected_rows
 from ons_pipeline.resources.influxdb import WriteOutcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
 
-    from ons_pipeline.energy.transform import PreparedFile
+    from ons_pipeline.energy.validation import PreparedFile
     from ons_pipeline.resources.influxdb import InfluxDBResource
 
 
@@ -59,10 +60,7 @@ class WindowOutcome:
         )
 
     def rejected_by_reason(self) -> dict[str, int]:
-        frame = self.quarantine()
-        if frame.empty:
-            return {}
-        return {str(k): int(v) for k, v in frame["reason"].value_counts().items()}
+        return count_reasons(self.quarantine())
 
 
 def _write_group(
@@ -75,20 +73,8 @@ def _write_group(
         if len(prepared.accepted)
     ]
     offsets = np.cumsum([0, *(len(lines) for _, lines in parts)])
-    size = influxdb.max_batch_size
-
-    def batches() -> Iterator[tuple[int, int, bytes]]:
-        for (_, lines), offset in zip(parts, offsets, strict=False):
-            for lo, hi, body in batch_bodies(lines, size):
-                yield int(offset) + lo, int(offset) + hi, body
-
-    def split(lo: int, hi: int) -> bytes:
-        index = int(np.searchsorted(offsets, lo, side="right")) - 1
-        lines = parts[index][1]
-        start = lo - int(offsets[index])
-        return next(batch_bodies(lines.slice(start, hi - lo), hi - lo))[2]
-
-    result = influxdb.write_lines(bucket, batches(), split)
+    batches = LineProtocolBatches([lines for _, lines in parts], influxdb.max_batch_size)
+    result = influxdb.write_lines(bucket, batches)
     outcome.written.add(result)
     if result.rejected:
         for index, (prepared, _) in enumerate(parts):

@@ -2,3 +2,5 @@
 
 Pure logic, no Dagster: the API server, the Lambda handler and the tests share it.
 """
+
+from __future__ import annotations

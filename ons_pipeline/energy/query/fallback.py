@@ -43,7 +43,7 @@ from ons_pipeline.energy.schema import (
     FileRejectedError,
     detect_dataset,
 )
-from ons_pipeline.energy.transform import TIME, prepare
+from ons_pipeline.energy.validation import TIME, prepare
 
 _NS: Final = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _TEXT_COLUMNS: Final = ("region", *OPTIONAL_TAGS, "unit")

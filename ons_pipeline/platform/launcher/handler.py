@@ -5,6 +5,8 @@ shared instance and, when the run turns CANCELING (``LambdaRunLauncher.terminate
 SIGTERM (Dagster's run worker treats it as an interrupt and records the run CANCELED).
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import logging
@@ -15,7 +17,6 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from dagster import DagsterInstance, DagsterRunStatus
@@ -26,6 +27,8 @@ from dagster._serdes import deserialize_value
 from ons_pipeline.platform.launcher import payload
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from types_boto3_secretsmanager import SecretsManagerClient
 
 logger = logging.getLogger("ons_pipeline.run_worker")

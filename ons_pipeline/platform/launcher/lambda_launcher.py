@@ -5,11 +5,12 @@ id, instance ref) rather than run config, so the worker loads the code location,
 run from the shared instance and writes every event back to it.
 """
 
+from __future__ import annotations
+
 import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import boto3
@@ -33,7 +34,6 @@ from dagster._core.launcher.base import (
     RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import RUN_WORKER_ID_TAG
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import ConfigurableClass, serialize_value
@@ -43,7 +43,10 @@ from ons_pipeline.platform.launcher import payload
 from ons_pipeline.resources import defaults
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from botocore.awsrequest import AWSRequest
+    from dagster._core.storage.dagster_run import DagsterRun
     from types_boto3_lambda import LambdaClient
     from types_boto3_s3 import S3Client
 
@@ -153,12 +156,12 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         return cls(inst_data=inst_data, **config_value)
 
     @overload
-    def _client(self, service: Literal["lambda"]) -> "LambdaClient": ...
+    def _client(self, service: Literal["lambda"]) -> LambdaClient: ...
 
     @overload
-    def _client(self, service: Literal["s3"]) -> "S3Client": ...
+    def _client(self, service: Literal["s3"]) -> S3Client: ...
 
-    def _client(self, service: Literal["lambda", "s3"]) -> "LambdaClient | S3Client":
+    def _client(self, service: Literal["lambda", "s3"]) -> LambdaClient | S3Client:
         """One client per service for the launcher's life (the daemon's), thread-safe."""
         with self._clients_lock:
             if service not in self._clients:
@@ -348,7 +351,7 @@ class LambdaRunLauncher(RunLauncher, ConfigurableClass):
         return record.start_time + self.function_timeout_seconds
 
 
-def _send_endpoint_secret(client: "LambdaClient | S3Client") -> None:
+def _send_endpoint_secret(client: LambdaClient | S3Client) -> None:
     """Add the local endpoint's secret (from the environment, as the stack's .env sets it).
 
     Only for an explicit endpoint_url: the local stack's Lambda endpoint refuses callers
@@ -358,7 +361,7 @@ def _send_endpoint_secret(client: "LambdaClient | S3Client") -> None:
     if not secret:
         return
 
-    def add_header(request: "AWSRequest", **_: Any) -> None:
+    def add_header(request: AWSRequest, **_: Any) -> None:
         request.headers[defaults.LAMBDA_ENDPOINT_SECRET_HEADER] = secret
 
     client.meta.events.register("before-sign.lambda", add_header)

@@ -3,6 +3,8 @@
 Pure: no Dagster imports, so the handler and the local endpoint can use it cheaply.
 """
 
+from __future__ import annotations
+
 import json
 import re
 from collections.abc import Iterator, Mapping

@@ -6,8 +6,9 @@ limit: the default launcher locally, dagster-aws's ``EcsRunLauncher`` in product
 is on the run, so terminate and health checks reach the launcher that started it.
 """
 
-from collections.abc import Mapping
-from typing import Any, Self
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Self
 
 import yaml
 from dagster import Field, Permissive, Shape, StringSource
@@ -17,12 +18,16 @@ from dagster._core.launcher.base import (
     RunLauncher,
     WorkerStatus,
 )
-from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.storage.tags import RUN_WORKER_ID_TAG
 from dagster._serdes import ConfigurableClass
 from dagster._serdes.config_class import ConfigurableClassData
 
 from ons_pipeline.platform.launcher import payload
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from dagster._core.storage.dagster_run import DagsterRun
 
 
 def _launcher_field(description: str) -> Field:

@@ -10,7 +10,6 @@ import json
 import uuid
 from collections import Counter
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 import boto3
 import numpy as np
@@ -18,15 +17,13 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources, run_energy_demo
-from ons_pipeline.energy.demo_data import BUILDERS, demo_days, object_key, to_parquet
+from ons_pipeline.energy.partitions import object_key_for, partition_key_for
 from ons_pipeline.energy.schema import ObjectRef, objects_from_event, objects_from_message
 from ons_pipeline.energy.sensors import energy_object_sensor
+from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
+from ons_pipeline.local.demo.energy_data import BUILDERS, demo_days, object_key, to_parquet
 from ons_pipeline.local.stack import announce_objects
 from ons_pipeline.resources import EnergyStorageResource
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +44,7 @@ class Arrivals:
         self.queue = announce_objects(
             self.s3, self.sqs, self.bucket, f"energy-{suffix}", "dataset="
         )
-        self.resources = demo_resources(stack_env)
+        self.resources = stack_resources(stack_env)
         self.resources["energy_storage"] = EnergyStorageResource(
             processed_bucket=self.bucket, notification_queue_url=self.queue
         )
@@ -78,7 +75,7 @@ class Arrivals:
         return result
 
     def load(self, result: SensorResult | SkipReason) -> list[str]:
-        """Run what the tick asked for, as the daemon would; the keys requested."""
+        """Run what the tick asked for, as the daemon would; the objects requested."""
         for request in getattr(result, "dynamic_partitions_requests", None) or []:
             self.instance.add_dynamic_partitions(
                 request.partitions_def_name, list(request.partition_keys)
@@ -92,8 +89,8 @@ class Arrivals:
                 instance=self.instance,
             )
             assert run.success
-            self.loads[key] += 1
-        return keys
+            self.loads[object_key_for(key)] += 1
+        return [object_key_for(key) for key in keys]
 
     def waiting(self) -> int:
         attributes = self.sqs.get_queue_attributes(
@@ -123,6 +120,9 @@ def test_late_out_of_order_and_back_dated_keys_are_loaded_exactly_once(
     assert sorted(feed.load(feed.tick(feed.cursor))) == sorted([back_dated, other, late])
     assert feed.load(feed.tick(feed.cursor)) == []
     assert feed.loads == {key: 1 for key in (newest, back_dated, other, late)}
+    assert sorted(feed.instance.get_dynamic_partitions("energy_processed_objects")) == sorted(
+        partition_key_for(key) for key in (newest, back_dated, other, late)
+    )
     assert feed.waiting() == 0, "every announcement was deleted once its partition existed"
 
 
@@ -139,11 +139,10 @@ def test_a_purged_queue_is_caught_by_the_reconcile(stack_env: dict[str, str]) ->
 
 
 def test_switching_the_sensor_on_after_the_demo_reloads_nothing(
-    stack_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stack_env: dict[str, str],
 ) -> None:
-    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    assert run_energy_demo(stack_env, days=3) == 0
-    instance = DagsterInstance.get()
+    instance = DagsterInstance.ephemeral()
+    assert run_energy_demo(stack_definitions(stack_env), instance, days=3) == 0
     storage = EnergyStorageResource(
         processed_bucket=stack_env["ONS_PROCESSED_BUCKET"],
         notification_queue_url=stack_env["ONS_ENERGY_QUEUE_URL"],
@@ -154,10 +153,10 @@ def test_switching_the_sensor_on_after_the_demo_reloads_nothing(
     s3.put_object(Bucket=storage.processed_bucket, Key=new, Body=to_parquet(frame))
     context = build_sensor_context(
         instance=instance,
-        resources={"s3": demo_resources(stack_env)["s3"], "energy_storage": storage},
+        resources={"s3": stack_resources(stack_env)["s3"], "energy_storage": storage},
     )
     result = energy_object_sensor(context)
-    assert [r.partition_key for r in result.run_requests] == [new]
+    assert [r.partition_key for r in result.run_requests] == [partition_key_for(new)]
     s3.delete_object(Bucket=storage.processed_bucket, Key=new)
 
 

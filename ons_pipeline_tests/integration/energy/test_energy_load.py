@@ -12,19 +12,18 @@ from typing import Any
 import boto3
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, Failure, build_asset_context, materialize
 
-from ons_pipeline.energy.assets import (
-    influxdb_points,
-    readback_check,
-    readback_counts,
-    timestream_records,
-)
-from ons_pipeline.energy.demo_data import to_parquet
-from ons_pipeline.energy.partitions import energy_objects_partitions
-from ons_pipeline.energy.transform import expected_series_counts, prepare
+from ons_pipeline.energy.assets import influxdb_points, timestream_records
+from ons_pipeline.energy.checks import readback_check
+from ons_pipeline.energy.line_protocol import LineProtocolBatches
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
+from ons_pipeline.energy.readback import expected_series_counts, readback_counts
+from ons_pipeline.energy.validation import prepare
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
@@ -109,12 +108,14 @@ class Lake:
         self.s3.put_object(Bucket=self.processed, Key=key, Body=to_parquet(frame))
         return key
 
-    def run(self, key: str, **influx: Any) -> Any:
+    def run(self, key: str, partition: str | None = None, **influx: Any) -> Any:
+        """Load object `key` under its partition key (or under `partition`)."""
+        partition = partition or partition_key_for(key)
         instance = DagsterInstance.ephemeral()
-        instance.add_dynamic_partitions(energy_objects_partitions.name, [key])
+        instance.add_dynamic_partitions(energy_objects_partitions.name, [partition])
         return materialize(
             [influxdb_points, timestream_records],
-            partition_key=key,
+            partition_key=partition,
             resources=self.resources(**influx),
             instance=instance,
         )
@@ -268,11 +269,8 @@ def test_wide_file_with_server_rejected_lines_is_split_and_reported(lake: Lake) 
     # for series L1 only (field types are per shard and measurement in 1.x, per series here
     # by tag since the conflicting point is in the same shard: every line in it is refused).
     lake.influxdb().ensure_bucket(lake.influx_bucket)
-    lake.influxdb().write_lines(
-        lake.influx_bucket,
-        [(0, 1, f'transmission_data,region=XX,line_id=Z flow_mw="x" {BASE.value}\n'.encode())],
-        lambda lo, hi: b"",
-    )
+    line = f'transmission_data,region=XX,line_id=Z flow_mw="x" {BASE.value}\n'
+    lake.influxdb().write_lines(lake.influx_bucket, LineProtocolBatches([pa.array([line])], 1))
     key = lake.put("dataset=transmission/year=2026/month=11/wide.parquet", frame)
 
     result = lake.run(key, max_batch_size=8)
@@ -322,7 +320,7 @@ def test_file_failing_validation_writes_nothing(lake: Lake) -> None:
     key = lake.put("dataset=generation/year=2026/month=11/strict.parquet", frame)
     resources = lake.resources(drop_invalid_records=False)
     with (
-        build_asset_context(partition_key=key, resources=resources) as context,
+        build_asset_context(partition_key=partition_key_for(key), resources=resources) as context,
         pytest.raises(Failure, match="DROP_INVALID_RECORDS is false"),
     ):
         list(influxdb_points(context))
@@ -337,7 +335,7 @@ def test_unavailable_influxdb_is_a_retryable_failure(lake: Lake) -> None:
     key = lake.put("dataset=generation/year=2026/month=11/any.parquet", awkward_generation()[0])
     resources = lake.resources(url=f"http://127.0.0.1:{free_port()}")
     with (
-        build_asset_context(partition_key=key, resources=resources) as context,
+        build_asset_context(partition_key=partition_key_for(key), resources=resources) as context,
         pytest.raises(Failure, match="InfluxDB unavailable") as raised,
     ):
         list(influxdb_points(context))
@@ -352,7 +350,9 @@ def test_rejected_files(lake: Lake) -> None:
         (lake.put("dataset=generation/dataset=consumption/x.parquet", frame), "ambiguous_dataset"),
     ]:
         with (
-            build_asset_context(partition_key=key, resources=lake.resources()) as context,
+            build_asset_context(
+                partition_key=partition_key_for(key), resources=lake.resources()
+            ) as context,
             pytest.raises(Failure) as raised,
         ):
             list(influxdb_points(context))
@@ -370,6 +370,20 @@ def test_zero_row_file_succeeds_with_zeros(lake: Lake) -> None:
         assert (metadata["rows"].value, metadata["rejected"].value) == (0, 0)
         assert metadata["dagster/row_count"].value == 0
     assert all(c.passed for c in result.get_asset_check_evaluations())
+
+
+def test_a_partition_added_under_the_full_object_key_still_loads(lake: Lake) -> None:
+    """Partitions an older release added under object keys load the same object."""
+    frame = pd.DataFrame(
+        {"timestamp": [BASE], "region": ["N"], "energy_source": ["wind"], "value": [3.0]}
+    ).assign(unit="MW")
+    key = lake.put("dataset=generation/year=2026/month=11/old_key.parquet", frame)
+    assert partition_key_for(key) != key
+    result = lake.run(key, partition=key)
+    assert result.success
+    for node in ("energy__influxdb_points", "energy__timestream_records"):
+        assert result.asset_materializations_for_node(node)[0].metadata["rows"].value == 1
+    assert [p["fields"]["power_mw"] for p in lake.points("generation_data")] == [3.0]
 
 
 def test_validation_off_still_refuses_line_protocol_injection(lake: Lake) -> None:

@@ -18,8 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ons_pipeline.energy.line_protocol import line_protocol
 from ons_pipeline.energy.schema import DEFAULT_FIELD, UNIT_FIELDS
-from ons_pipeline.energy.transform import line_protocol, prepare
+from ons_pipeline.energy.validation import prepare
 from ons_pipeline.resources import InfluxDBResource
 from ons_pipeline.resources.influxql import quote_identifier
 

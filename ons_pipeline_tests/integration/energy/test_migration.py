@@ -18,10 +18,11 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo_data import to_parquet
-from ons_pipeline.energy.migration.assets import compare_window, migration_assets
+from ons_pipeline.energy.migration.assets import migration_assets
 from ons_pipeline.energy.migration.export import Window
+from ons_pipeline.energy.migration.steps import compare_window
 from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,

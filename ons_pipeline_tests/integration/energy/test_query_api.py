@@ -23,10 +23,11 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources, run_energy_demo
-from ons_pipeline.energy.demo_data import demo_days, to_parquet
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy.line_protocol import LineProtocolBatches, lines_of_body
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
 from ons_pipeline.energy.query.breaker import reset_breakers
+from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
+from ons_pipeline.local.demo.energy_data import demo_days, to_parquet
 from ons_pipeline.local.query_api import ApiProcess, start_api
 from ons_pipeline.local.stack import LocalStack, StackError, free_port
 from ons_pipeline.resources import InfluxDBResource
@@ -146,8 +147,8 @@ def extra_generation() -> pd.DataFrame:
 def loaded(stack: LocalStack) -> dict[str, str]:
     """The demo's two days plus an awkward file, loaded through the energy assets."""
     env = stack.env
-    assert run_energy_demo(env, days=2) == 0
-    resources = demo_resources(env)
+    assert run_energy_demo(stack_definitions(env), DagsterInstance.ephemeral(), days=2) == 0
+    resources = stack_resources(env)
     resources["s3"].put_bytes(
         resources["energy_storage"].processed_bucket,
         EXTRA_KEY,
@@ -155,10 +156,10 @@ def loaded(stack: LocalStack) -> dict[str, str]:
         "application/vnd.apache.parquet",
     )
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(energy_objects_partitions.name, [EXTRA_KEY])
+    instance.add_dynamic_partitions(energy_objects_partitions.name, [partition_key_for(EXTRA_KEY)])
     result = materialize(
         [influxdb_points, timestream_records],
-        partition_key=EXTRA_KEY,
+        partition_key=partition_key_for(EXTRA_KEY),
         resources=resources,
         instance=instance,
     )
@@ -217,7 +218,7 @@ def _influx_env() -> dict[str, str]:
 @contextmanager
 def influxd_stopped(stack: LocalStack) -> Iterator[None]:
     """Really stop the stack's influxd; start it again (same data, same port) after."""
-    proc = stack._procs["influxd"]
+    proc = stack.processes.procs["influxd"]
     argv = list(proc.args)  # type: ignore[arg-type]
     proc.terminate()
     try:
@@ -228,8 +229,8 @@ def influxd_stopped(stack: LocalStack) -> Iterator[None]:
     try:
         yield
     finally:
-        stack._spawn("influxd", argv, env=_influx_env())
-        stack._wait_ready("influxd", f"{stack.influxd_url}/ping", (204,))
+        stack.processes.spawn("influxd", argv, env=_influx_env())
+        stack.processes.wait_ready("influxd", f"{stack.influxd_url}/ping", (204,))
 
 
 def wait_for_backend(url: str, backend: str) -> dict[str, Any]:
@@ -535,7 +536,7 @@ def test_influxd_honours_bind_parameters_for_tags_and_time_bounds(stack: LocalSt
         f"m,region=SE/CO v=4 {t0 + 1}\n"
         f"m,region=a v=5 {t0 + 1}\n"
     ).encode()
-    influxdb.write_lines("bind_check", iter([(0, 5, body)]), lambda lo, hi: body)
+    influxdb.write_lines("bind_check", LineProtocolBatches([lines_of_body(body)], 5))
     statement = 'SELECT "v" FROM "m" WHERE "region" = $region AND time >= $start AND time < $stop'
 
     quoted = influxdb.influxql(

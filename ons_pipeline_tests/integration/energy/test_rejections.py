@@ -12,8 +12,9 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources
-from ons_pipeline.energy.demo_data import to_parquet
+from ons_pipeline.energy.partitions import partition_key_for
+from ons_pipeline.local.demo.driver import stack_resources
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import EnergyStorageResource, TimestreamResource
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,7 @@ class Processed:
         self.s3.create_bucket(
             Bucket=self.bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
         )
-        self.resources = demo_resources(stack_env)
+        self.resources = stack_resources(stack_env)
         self.resources["energy_storage"] = EnergyStorageResource(processed_bucket=self.bucket)
         self.resources["influxdb"] = self.resources["influxdb"].model_copy(
             update={"bucket": f"rejections_{suffix}"}
@@ -40,10 +41,10 @@ class Processed:
 
     def load(self, key: str, body: bytes, assets: list[Any], **resources: Any) -> Any:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
-        self.instance.add_dynamic_partitions("energy_processed_objects", [key])
+        self.instance.add_dynamic_partitions("energy_processed_objects", [partition_key_for(key)])
         return materialize(
             assets,
-            partition_key=key,
+            partition_key=partition_key_for(key),
             resources={**self.resources, **resources},
             instance=self.instance,
             raise_on_error=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import uuid
 from typing import Any
 
@@ -14,9 +15,10 @@ from botocore.exceptions import ClientError
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from ons_pipeline.energy.assets import influxdb_points, timestream_records
-from ons_pipeline.energy.demo import demo_resources, run_energy_demo
-from ons_pipeline.energy.demo_data import BUILDERS, demo_days, object_key, to_parquet
+from ons_pipeline.energy.partitions import partition_key_for
 from ons_pipeline.energy.sensors import energy_object_sensor
+from ons_pipeline.local.demo.driver import run_energy_demo, stack_definitions, stack_resources
+from ons_pipeline.local.demo.energy_data import BUILDERS, demo_days, object_key, to_parquet
 from ons_pipeline.resources import EnergyStorageResource, ObjectStoreResource, TimestreamResource
 
 pytestmark = pytest.mark.integration
@@ -29,7 +31,7 @@ def test_sensor_runs_load_every_new_file_into_both_stores(stack_env: dict[str, s
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     influx_bucket = f"sensor_{uuid.uuid4().hex[:8]}"
-    resources = demo_resources(stack_env)
+    resources = stack_resources(stack_env)
     resources["energy_storage"] = EnergyStorageResource(processed_bucket=bucket)
     resources["influxdb"] = resources["influxdb"].model_copy(update={"bucket": influx_bucket})
     instance = DagsterInstance.ephemeral()
@@ -88,10 +90,17 @@ def test_sensor_runs_load_every_new_file_into_both_stores(stack_env: dict[str, s
 def test_demo_loads_both_stores(
     stack_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_energy_demo(stack_env, days=1) == 0
+    assert run_energy_demo(stack_definitions(stack_env), DagsterInstance.ephemeral(), days=1) == 0
     out = capsys.readouterr().out
     assert "0 files failed" in out
     assert "generation_data" in out
+    # Each file is named by the partition key the CLI takes (--partition '<key>').
+    printed = re.findall(r"^  (\S+): \d+ InfluxDB points", out, flags=re.MULTILINE)
+    day = demo_days(1)[0]
+    assert sorted(printed) == sorted(
+        partition_key_for(object_key(dataset, day)) for dataset in BUILDERS
+    )
+    assert all(re.fullmatch(r"[a-z]+/\d{4}-\d{2}/[a-z]+_\d{8}", key) for key in printed)
 
 
 class RejectingClient:
@@ -148,14 +157,14 @@ def test_timestream_rejections_map_back_to_rows_and_quarantine(
             return rejecting
 
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("energy_processed_objects", [key])
+    instance.add_dynamic_partitions("energy_processed_objects", [partition_key_for(key)])
     run = materialize(
         [timestream_records],
-        partition_key=key,
+        partition_key=partition_key_for(key),
         instance=instance,
         resources={
             "s3": ObjectStoreResource(region_name=REGION),
-            "metrics": demo_resources(stack_env)["metrics"],
+            "metrics": stack_resources(stack_env)["metrics"],
             "energy_storage": EnergyStorageResource(processed_bucket=bucket),
             "timestream": Rejecting(region_name=REGION),
         },

@@ -15,7 +15,7 @@ from dagster import DagsterInstance, DagsterRun, DagsterRunStatus
 from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 
-from ons_pipeline.platform.launcher.local_lambda import LocalLambda
+from ons_pipeline.local.lambda_endpoint import LocalLambda
 from ons_pipeline.resources import defaults
 from ons_pipeline_tests.integration.platform.postgres import (
     PASSWORD,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ons_pipeline.local.stack import _set_parent_death_signal
+from ons_pipeline.local.processes import set_parent_death_signal
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -106,7 +106,7 @@ def postgres_server() -> Iterator[Postgres]:
             stdout=log,
             stderr=subprocess.STDOUT,
             # Dies with the test process even if it is killed outright (set after setuid).
-            preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+            preexec_fn=set_parent_death_signal if sys.platform.startswith("linux") else None,
             **user_kwargs,
         )
         deadline = time.monotonic() + 30

@@ -14,10 +14,10 @@ from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 
+from ons_pipeline.local.demo.sales_data import generate_totesys, land_packets
+from ons_pipeline.local.lambda_endpoint import LocalFunction, LocalLambda
 from ons_pipeline.platform.launcher import payload
-from ons_pipeline.platform.launcher.local_lambda import LocalFunction, LocalLambda
 from ons_pipeline.resources import defaults
-from ons_pipeline.sales.demo_data import generate_totesys, land_packets
 from ons_pipeline_tests.integration.platform.conftest import (
     Harness,
     launcher_yaml,

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
+from ons_pipeline.local.demo.sales_data import Packet, generate_totesys, land_packets
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     ObjectStoreResource,
@@ -21,7 +22,6 @@ from ons_pipeline.resources import (
 )
 from ons_pipeline.sales.assets import sales_star_schema, totesys_raw
 from ons_pipeline.sales.checks import fact_foreign_keys_exist
-from ons_pipeline.sales.demo_data import Packet, generate_totesys, land_packets
 from ons_pipeline.sales.schema import STAR_KEYS, STAR_SCHEMAS
 from ons_pipeline.sales.sensors import packets_run_config
 from ons_pipeline.sales.transform import STAR_TABLES, to_star_schema

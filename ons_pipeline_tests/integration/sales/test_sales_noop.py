@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from dagster import DagsterInstance, materialize
 
+from ons_pipeline.local.demo.sales_data import generate_totesys, land_packets
 from ons_pipeline.sales.assets import RAW_KEYS, sales_star_schema, totesys_raw
 from ons_pipeline.sales.checks import fact_foreign_keys_exist
-from ons_pipeline.sales.demo_data import generate_totesys, land_packets
 from ons_pipeline.sales.sensors import packets_run_config
 from ons_pipeline_tests.integration.sales.test_sales_job import Lake
 

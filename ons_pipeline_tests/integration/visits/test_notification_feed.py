@@ -10,12 +10,12 @@ import boto3
 import pytest
 from dagster import DagsterInstance, materialize
 
+from ons_pipeline.local.demo.visits_data import EventFile, generate_corpus, land_files
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import CHECKPOINT_KEY, visit_events_checkpoint
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet
-from ons_pipeline.visits.demo_data import EventFile, generate_corpus, land_files
-from ons_pipeline.visits.storage import objects_from_notification
+from ons_pipeline.visits.notifications import objects_from_notification
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import uuid
 import boto3
 import pytest
 
+from ons_pipeline.local.demo.visits_data import generate_corpus, land_files
 from ons_pipeline.resources import ObjectStoreResource
-from ons_pipeline.visits.demo_data import generate_corpus, land_files
 from ons_pipeline.visits.storage import key_ranges, list_event_objects
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,8 @@ REGION = "eu-west-2"
 
 def test_ranges_from_the_ledger_list_every_object_once(stack_env: dict[str, str]) -> None:
     bucket = f"ranges-{uuid.uuid4().hex[:10]}"
-    client = ObjectStoreResource(region_name=REGION).get_client()
+    store = ObjectStoreResource(region_name=REGION)
+    client = store.get_client()
     client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     corpus = generate_corpus(visits=60, seed=11)
     land_files(client, bucket, corpus.initial, workers=8)
@@ -41,6 +42,6 @@ def test_ranges_from_the_ledger_list_every_object_once(stack_env: dict[str, str]
     late_keys = {f.key for f in corpus.late} - set(ledger_keys)
     assert late_keys and len(expected) == len(set(ledger_keys) | late_keys) - 1
 
-    listed = list_event_objects(client, bucket, "logs/", ledger_keys, per_range=7, workers=8)
+    listed = list_event_objects(store, bucket, "logs/", ledger_keys, per_range=7, workers=8)
 
     assert listed == expected

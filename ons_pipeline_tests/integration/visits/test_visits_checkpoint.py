@@ -11,6 +11,7 @@ import boto3
 import pytest
 from dagster import DagsterInstance, Failure, materialize
 
+from ons_pipeline.local.demo.visits_data import EventFile, event_key, generate_corpus, land_files
 from ons_pipeline.resources import CloudWatchMetricsResource, ObjectStoreResource
 from ons_pipeline.resources.storage import VisitsStorageResource
 from ons_pipeline.visits.assets import (
@@ -22,7 +23,6 @@ from ons_pipeline.visits.assets import (
     visit_events_checkpoint,
 )
 from ons_pipeline.visits.checkpoint import checkpoint_from_parquet, ledger_from_parquet
-from ons_pipeline.visits.demo_data import EventFile, event_key, generate_corpus, land_files
 from ons_pipeline.visits.schema import EVENT_COLUMNS
 
 pytestmark = pytest.mark.integration
@@ -292,3 +292,37 @@ def test_crash_between_checkpoint_and_ledger_write_recovers(events: Events) -> N
     assert not frame.duplicated().any()
     assert len(events.ledger()) == 6
     assert all(events.checks(result).values())
+
+
+def test_analytics_read_the_checkpoint_the_resource_names(events: Events) -> None:
+    """Repointed at another checkpoint, the analytics read it, not where the last run wrote."""
+    events.land([file_of(event("P1", "2024-03-01T10:00:00Z"))])
+    assert events.run().success  # the instance now remembers a run that wrote CHECKPOINT
+    moved = "moved/events.parquet"
+    source = {"Bucket": events.state, "Key": CHECKPOINT}
+    events.s3.copy_object(Bucket=events.state, Key=moved, CopySource=source)
+
+    result = materialize(
+        [visit_analytics],
+        resources={
+            "s3": ObjectStoreResource(region_name=REGION),
+            "visits_storage": VisitsStorageResource(
+                source_bucket=events.source, checkpoint_bucket=events.state, checkpoint_key=moved
+            ),
+        },
+        instance=events.instance,
+        raise_on_error=False,
+    )
+
+    assert result.success
+    written = events.s3.list_objects_v2(Bucket=events.state, Prefix="moved/events.analytics/")
+    assert {o["Key"] for o in written.get("Contents", [])} == {
+        f"moved/events.analytics/{name}.parquet"
+        for name in (
+            "latest_visit_events",
+            "monthly_not_pass_qc_by_center",
+            "avg_days_to_qc_by_center",
+        )
+    }
+    old = events.s3.list_objects_v2(Bucket=events.state, Prefix="state/events.analytics/")
+    assert old["KeyCount"] == 0

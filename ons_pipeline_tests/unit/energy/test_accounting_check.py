@@ -10,9 +10,9 @@ import pytest
 from dagster import DagsterInstance, materialize
 from moto import mock_aws
 
-from ons_pipeline.energy import assets
-from ons_pipeline.energy.demo_data import to_parquet
-from ons_pipeline.energy.partitions import energy_objects_partitions
+from ons_pipeline.energy import assets, loads
+from ons_pipeline.energy.partitions import energy_objects_partitions, partition_key_for
+from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
     CloudWatchMetricsResource,
     EnergyStorageResource,
@@ -56,10 +56,10 @@ def aws() -> Iterator[None]:
 
 def accounting(aws: None) -> tuple[bool, dict[str, Any]]:
     instance = DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions(energy_objects_partitions.name, [KEY])
+    instance.add_dynamic_partitions(energy_objects_partitions.name, [partition_key_for(KEY)])
     result = materialize(
         [assets.timestream_records],
-        partition_key=KEY,
+        partition_key=partition_key_for(KEY),
         instance=instance,
         resources={
             "s3": ObjectStoreResource(region_name=REGION),
@@ -84,7 +84,7 @@ def test_every_row_written_deduplicated_or_rejected_passes(aws: None) -> None:
 def test_a_row_lost_before_the_write_fails_the_check(
     aws: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = assets.timestream_calls
+    real = loads.timestream_calls
 
     def lose_one_row(*args: Any, **kwargs: Any) -> list[Any]:
         calls = real(*args, **kwargs)
@@ -92,7 +92,7 @@ def test_a_row_lost_before_the_write_fails_the_check(
         calls[-1].positions = calls[-1].positions[:-1]
         return calls
 
-    monkeypatch.setattr(assets, "timestream_calls", lose_one_row)
+    monkeypatch.setattr(loads, "timestream_calls", lose_one_row)
 
     passed, counts = accounting(aws)
 

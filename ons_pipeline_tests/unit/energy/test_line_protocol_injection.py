@@ -15,6 +15,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from ons_pipeline.energy.line_protocol import line_protocol
 from ons_pipeline.energy.schema import (
     DEFAULT_FIELD,
     DIMENSION,
@@ -23,7 +24,7 @@ from ons_pipeline.energy.schema import (
     UNIT_FIELDS,
     WIDE_FIELDS,
 )
-from ons_pipeline.energy.transform import line_protocol, prepare, unrepresentable
+from ons_pipeline.energy.validation import prepare, unrepresentable
 
 T0_NS = 1704067200000000000
 # What the validation setting (ENABLE_VALIDATION) can be: the property holds under both.

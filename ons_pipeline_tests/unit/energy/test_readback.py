@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ons_pipeline.energy.assets import compare_counts
+from ons_pipeline.energy.readback import compare_counts
 
 SE = (("energy_source", "hydro"), ("region", "SE"))
 N = (("energy_source", "hydro"), ("region", "N"))

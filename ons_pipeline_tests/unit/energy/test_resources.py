@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import gzip
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import NewConnectionError
 
+from ons_pipeline.energy.line_protocol import LineProtocolBatches
 from ons_pipeline.resources.influxdb import (
     InfluxDBResource,
     InfluxDBUnavailableError,
@@ -21,6 +23,9 @@ from ons_pipeline.resources.timestream import (
     TimestreamUnavailableError,
     TimestreamWriteError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def client_error(code: str, status: int, **extra: Any) -> ClientError:
@@ -122,21 +127,19 @@ def influx(api: FakeWriteApi, **settings: Any) -> InfluxDBResource:
     )
 
 
-def batches(lines: list[str], size: int) -> tuple[list[tuple[int, int, bytes]], Any]:
-    def body(lo: int, hi: int) -> bytes:
-        return "".join(line + "\n" for line in lines[lo:hi]).encode()
+def as_lines(lines: list[str]) -> pa.Array:
+    return pa.array([line + "\n" for line in lines], type=pa.string())
 
-    return [
-        (s, min(s + size, len(lines)), body(s, min(s + size, len(lines))))
-        for s in range(0, len(lines), size)
-    ], body
+
+def batches(lines: list[str], size: int) -> LineProtocolBatches:
+    return LineProtocolBatches([as_lines(lines)], size)
 
 
 def test_a_400_batch_is_split_until_the_bad_lines_are_isolated() -> None:
     lines = [f"m f={i} {i}" if i not in (5, 6, 37) else f"bad {i}" for i in range(40)]
     api = FakeWriteApi()
-    planned, body = batches(lines, 16)
-    outcome = influx(api).write_lines("b", planned, body)
+    planned = batches(lines, 16)
+    outcome = influx(api).write_lines("b", planned)
     assert sorted(outcome.rejected) == [5, 6, 37]
     assert outcome.lines_written == 37
     assert sorted(api.stored) == sorted(line for line in lines if "bad" not in line)
@@ -152,24 +155,24 @@ def test_429_5xx_and_connection_errors_are_retried_with_backoff() -> None:
             NewConnectionError(None, "refused"),  # type: ignore[arg-type]
         ]
     )
-    planned, body = batches(["m f=1 1"], 10)
-    outcome = influx(api).write_lines("b", planned, body)
+    planned = batches(["m f=1 1"], 10)
+    outcome = influx(api).write_lines("b", planned)
     assert (outcome.lines_written, outcome.retries) == (1, 3)
 
 
 def test_retryable_failures_end_as_unavailable() -> None:
     api = FakeWriteApi([ApiException(status=503)] * 10)
-    planned, body = batches(["m f=1 1"], 10)
+    planned = batches(["m f=1 1"], 10)
     with pytest.raises(InfluxDBUnavailableError, match="InfluxDB unavailable"):
-        influx(api, max_retries=2).write_lines("b", planned, body)
+        influx(api, max_retries=2).write_lines("b", planned)
     assert len(api.bodies) == 3
 
 
 def test_auth_errors_fail_without_retry_or_split() -> None:
     api = FakeWriteApi([ApiException(status=401)])
-    planned, body = batches(["m f=1 1", "m f=2 2"], 10)
+    planned = batches(["m f=1 1", "m f=2 2"], 10)
     with pytest.raises(InfluxDBWriteError, match="401"):
-        influx(api).write_lines("b", planned, body)
+        influx(api).write_lines("b", planned)
     assert len(api.bodies) == 1
 
 
@@ -230,8 +233,8 @@ def test_bodies_go_plain_to_a_loopback_host_and_gzipped_to_a_remote_one(
     url: str, encoding: str | None
 ) -> None:
     api = PlainOrGzipWriteApi()
-    planned, body = batches([f"m f={i} {i}" for i in range(10)], 4)
-    outcome = influx(api, url=url).write_lines("b", planned, body)
+    planned = batches([f"m f={i} {i}" for i in range(10)], 4)
+    outcome = influx(api, url=url).write_lines("b", planned)
     assert outcome.lines_written == 10
     assert set(api.encodings) == {encoding}
 
@@ -240,8 +243,8 @@ def test_concurrent_pipelined_writes_keep_split_on_400_and_retry_on_429() -> Non
     bad = {3, 17, 18, 41, 77}
     lines = [f"bad {i}" if i in bad else f"m f={i} {i}" for i in range(80)]
     api = PlainOrGzipWriteApi([ApiException(status=429), ApiException(status=502)], delay=0.002)
-    planned, body = batches(lines, 6)
-    outcome = influx(api, write_concurrency=3, write_queue=2).write_lines("b", iter(planned), body)
+    planned = batches(lines, 6)
+    outcome = influx(api, write_concurrency=3, write_queue=2).write_lines("b", planned)
     assert sorted(outcome.rejected) == sorted(bad)
     assert outcome.lines_written == 75
     assert outcome.retries == 2
@@ -249,17 +252,32 @@ def test_concurrent_pipelined_writes_keep_split_on_400_and_retry_on_429() -> Non
     assert (outcome.batches, outcome.failed_batches) == (14, 5)
 
 
+def test_a_refused_batch_is_split_within_its_part_and_named_by_its_global_line() -> None:
+    """Parts of uneven length (one per page or chunk): positions count across all parts."""
+    sizes, bad = [7, 3, 12, 1, 9], {2, 8, 9, 15, 22, 31}
+    lines = [f"bad {i}" if i in bad else f"m f={i} {i}" for i in range(sum(sizes))]
+    starts = [sum(sizes[:k]) for k in range(len(sizes))]
+    parts = [as_lines(lines[lo : lo + n]) for lo, n in zip(starts, sizes, strict=True)]
+    api = PlainOrGzipWriteApi(delay=0.001)
+    outcome = influx(api, write_concurrency=3).write_lines("b", LineProtocolBatches(parts, 4))
+    assert sorted(outcome.rejected) == sorted(bad)
+    assert outcome.lines_written == len(lines) - len(bad)
+    assert sorted(api.stored) == sorted(line for i, line in enumerate(lines) if i not in bad)
+    assert outcome.batches == sum(-(-n // 4) for n in sizes)  # no batch straddles two parts
+
+
 def test_batches_are_built_only_a_bounded_queue_ahead_of_the_writers() -> None:
     api = PlainOrGzipWriteApi(delay=0.005)
-    planned, body = batches([f"m f={i} {i}" for i in range(300)], 5)
+    lines = [f"m f={i} {i}" for i in range(300)]
     ahead: list[int] = []
 
-    def lazily() -> Any:
-        for produced, batch in enumerate(planned, start=1):
+    def lazily() -> Iterator[pa.Array]:
+        for produced, start in enumerate(range(0, len(lines), 5), start=1):
             ahead.append(produced - api.finished)
-            yield batch
+            yield as_lines(lines[start : start + 5])
 
-    outcome = influx(api, write_concurrency=2, write_queue=3).write_lines("b", lazily(), body)
+    planned = LineProtocolBatches(lazily(), 5)
+    outcome = influx(api, write_concurrency=2, write_queue=3).write_lines("b", planned)
     assert outcome.lines_written == 300
     # Never more than the writers, the queue and the batch being built are unwritten.
     assert max(ahead) <= 2 + 3 + 1
@@ -267,7 +285,7 @@ def test_batches_are_built_only_a_bounded_queue_ahead_of_the_writers() -> None:
 
 def test_a_failing_write_stops_the_pipeline_without_posting_the_rest() -> None:
     api = PlainOrGzipWriteApi([ApiException(status=401)], delay=0.002)
-    planned, body = batches([f"m f={i} {i}" for i in range(500)], 5)
+    planned = batches([f"m f={i} {i}" for i in range(500)], 5)
     with pytest.raises(InfluxDBWriteError, match="401"):
-        influx(api, write_concurrency=2, write_queue=2).write_lines("b", iter(planned), body)
+        influx(api, write_concurrency=2, write_queue=2).write_lines("b", planned)
     assert len(api.encodings) < 20

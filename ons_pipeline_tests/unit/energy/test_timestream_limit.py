@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ons_pipeline.energy.transform import prepare, timestream_calls
+from ons_pipeline.energy.timestream_records import timestream_calls
+from ons_pipeline.energy.validation import prepare
 
 API_LIMIT = 100  # Timestream refuses a WriteRecords call with more records
 

@@ -11,18 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ons_pipeline.energy.demo_data import to_parquet
+from ons_pipeline.energy.line_protocol import batch_bodies, line_protocol
+from ons_pipeline.energy.readback import expected_series_counts
 from ons_pipeline.energy.schema import FileRejectedError
-from ons_pipeline.energy.transform import (
-    MAX_RECORDS_PER_CALL,
-    batch_bodies,
-    expected_series_counts,
-    line_protocol,
-    parse_timestamps,
-    prepare,
-    read_parquet,
-    timestream_calls,
-)
+from ons_pipeline.energy.timestream_records import MAX_RECORDS_PER_CALL, timestream_calls
+from ons_pipeline.energy.validation import parse_timestamps, prepare, read_parquet
+from ons_pipeline.local.demo.energy_data import to_parquet
 
 T0 = "2024-01-01T00:00:00Z"
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from ons_pipeline.energy import assets
-from ons_pipeline.energy.transform import prepare
+from ons_pipeline.energy import readback
+from ons_pipeline.energy.validation import prepare
 from ons_pipeline.local import influx_gateway
 from ons_pipeline.resources.influxql import quote_identifier, quote_string
 
@@ -41,7 +41,7 @@ def test_every_query_builder_uses_the_one_helper() -> None:
     )
     prepared = prepare(frame, "generation")
     recorder = Recorder()
-    assets.readback_counts(recorder, "bucket", prepared)  # type: ignore[arg-type]
+    readback.readback_counts(recorder, "bucket", prepared)  # type: ignore[arg-type]
     assert recorder.statements[0].startswith(
         f"SELECT COUNT(*) FROM {quote_identifier('generation_data')} WHERE"
     )

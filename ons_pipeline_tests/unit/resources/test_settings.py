@@ -12,7 +12,8 @@ import pytest
 from dagster import EnvVar
 from pydantic import ValidationError
 
-from ons_pipeline.energy.transform import prepare, timestream_calls
+from ons_pipeline.energy.timestream_records import timestream_calls
+from ons_pipeline.energy.validation import prepare
 from ons_pipeline.platform.metadata import column_schema, readable_type
 from ons_pipeline.resources import (
     EnergyStorageResource,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from ons_pipeline.sales.packets import (
+    duplicated_rows,
     empty_rows,
     merge_history,
     packet_key,
@@ -96,3 +98,34 @@ def test_history_absorbs_redelivery_once() -> None:
 def test_empty_packet_is_zero_rows() -> None:
     parsed = parse_packet("currency", 1, b"")
     assert parsed.rows.empty and parsed.malformed.empty and parsed.lines == 0
+
+
+def test_duplicated_rows_finds_what_pandas_finds() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([1, 2, 1, None, None, 1, 3, 2], dtype="Int64"),
+            "at": ["a", "b", "a", "c", "c", "b", "a", "b"],
+            "value": ["x", "y", "x", "z", "z", "x", "x", "q"],
+        }
+    )
+    columns = ["id", "at", "value"]
+    expected = frame.duplicated(subset=columns, keep="first").to_numpy()
+    assert expected.tolist() == [False, False, True, False, True, False, False, False]
+    assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected.tolist()
+    assert not duplicated_rows(frame.iloc[:2], columns, ("id", "at")).any()
+    assert duplicated_rows(frame.iloc[:0], columns, ("id",)).tolist() == []
+
+
+def test_bad_line_deep_in_a_large_packet_is_named_by_its_line_number() -> None:
+    rows = [json.dumps({**ROW, "currency_id": i}) for i in range(1, 30_001)]
+    rows[20_000] = '{"currency_id": 20001, "currency_code":'  # line 20,001, past the first MiB
+    rows[25_000] = ""  # a blank line holds no row but still counts as a line
+    body = ("\n".join(rows) + "\n").encode()
+    assert len(body) > 2 * 2**20
+    parsed = parse_packet("currency", 4, body)
+    assert parsed.lines == 30_000
+    assert parsed.malformed[["line", "reason"]].values.tolist() == [[20_001, "malformed_json"]]
+    assert len(parsed.rows) == 29_998
+    lines = parsed.rows.set_index("currency_id")["_line"]
+    assert (lines.loc[20_002], lines.loc[30_000]) == (20_002, 30_000)
+    assert 20_001 not in lines.index and 25_001 not in lines.index

@@ -340,3 +340,46 @@ def test_empty_input_gives_empty_typed_tables() -> None:
     result = to_star_schema({})
     assert all(result[name].empty for name in STAR)
     assert result["fact_sales_order"].columns[0] == "sales_record_id"
+
+
+def test_row_order_of_the_history_does_not_change_the_star_tables() -> None:
+    """Versions are ranked by key, last_updated and delivery, never by position in the input."""
+    later = "2022-11-05T10:00:00.000001"
+    rows = [
+        order(1, units_sold=1),
+        order(2, units_sold=7),
+        order(1, updated=later, units_sold=5),
+        order(2, units_sold=7),  # an exact re-delivery, not next to its twin
+        order(3, units_sold=1),
+        order(3, units_sold=2),  # same version, different values: the later delivery wins
+        order(1, staff_id=99, updated="2022-11-06T00:00:00"),  # dangling staff
+    ]
+    staff_rows = [staff(email="old@x.com"), staff(email="tie@x.com"), staff(2)]
+    base = raw(sales_order=rows, staff=staff_rows)
+    # Delivery provenance, as the packet reader adds it: (packet, line) in list order.
+    for frame in base.values():
+        frame["_packet_id"] = 1 + pd.RangeIndex(len(frame)) // 2
+        frame["_line"] = 1 + pd.RangeIndex(len(frame)) % 2
+    shuffled = {name: frame.iloc[::-1].reset_index(drop=True) for name, frame in base.items()}
+
+    first, second = build_star_schema(base), build_star_schema(shuffled)
+    for name in STAR:
+        pd.testing.assert_frame_equal(first.tables[name], second.tables[name])
+    fact = first.tables["fact_sales_order"]
+    assert list(zip(fact["sales_order_id"], fact["units_sold"], strict=True)) == [
+        (1, 1),
+        (1, 5),
+        (2, 7),
+        (3, 2),
+    ]
+    assert first.tables["dim_staff"]["email_address"].tolist() == [
+        "tie@x.com",
+        "zoe@terrifictotes.com",
+    ]
+    assert reasons(first.tables | {"quarantine": first.quarantine}) == reasons(
+        second.tables | {"quarantine": second.quarantine}
+    )
+    assert sorted(first.quarantine["reason"]) == ["conflicting_version", "missing_dimension"]
+    accounting = first.accounting.set_index("table")
+    assert accounting.loc["sales_order", "deduplicated"] == 1
+    pd.testing.assert_frame_equal(first.accounting, second.accounting)

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from ons_pipeline.resources import ObjectStoreResource
 from ons_pipeline.visits.storage import common_prefix, key_ranges, list_event_objects
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PREFIX = "logs/"
 EXAMPLES = settings(
@@ -63,11 +66,16 @@ def test_common_prefix_is_by_character() -> None:
 
 
 @pytest.fixture(scope="module")
-def s3() -> Any:
+def store() -> Iterator[ObjectStoreResource]:
     with mock_aws():
-        yield boto3.client(
-            "s3", region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
+        yield ObjectStoreResource(
+            region_name="us-east-1", aws_access_key_id="t", aws_secret_access_key="t"
         )
+
+
+@pytest.fixture(scope="module")
+def s3(store: ObjectStoreResource) -> Any:
+    return store.get_client()
 
 
 def plain_listing(s3: Any, bucket: str) -> dict[str, str]:
@@ -85,7 +93,12 @@ def plain_listing(s3: Any, bucket: str) -> dict[str, str]:
     data=st.data(),
 )
 def test_range_listing_equals_a_plain_listing(
-    s3: Any, stored: list[str], ledger_extra: list[str], per_range: int, data: st.DataObject
+    store: ObjectStoreResource,
+    s3: Any,
+    stored: list[str],
+    ledger_extra: list[str],
+    per_range: int,
+    data: st.DataObject,
 ) -> None:
     """The ledger may hold any subset of what is stored, plus keys deleted since."""
     bucket = next(BUCKETS)
@@ -97,13 +110,13 @@ def test_range_listing_equals_a_plain_listing(
     )
 
     listed = list_event_objects(
-        s3, bucket, PREFIX, [*seen_before, *ledger_extra], per_range=per_range, workers=4
+        store, bucket, PREFIX, [*seen_before, *ledger_extra], per_range=per_range, workers=4
     )
 
     assert listed == plain_listing(s3, bucket)
 
 
-def test_each_range_pages_past_a_thousand_keys(s3: Any) -> None:
+def test_each_range_pages_past_a_thousand_keys(store: ObjectStoreResource, s3: Any) -> None:
     """A range that grew past one page (a burst of new files) is followed to its end."""
     bucket = next(BUCKETS)
     s3.create_bucket(Bucket=bucket)
@@ -111,6 +124,6 @@ def test_each_range_pages_past_a_thousand_keys(s3: Any) -> None:
     for key in keys:
         s3.put_object(Bucket=bucket, Key=key, Body=b"{}")
 
-    listed = list_event_objects(s3, bucket, PREFIX, [keys[0], keys[2_400]], per_range=1)
+    listed = list_event_objects(store, bucket, PREFIX, [keys[0], keys[2_400]], per_range=1)
 
     assert sorted(listed) == keys

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ons_pipeline.visits.storage import Notifications
+from ons_pipeline.visits.notifications import Notifications
 
 
 def test_messages_split_at_the_cut_off_and_untimed_ones_are_kept() -> None:

@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from ons_pipeline.visits.storage import settle_covered_notifications
+from ons_pipeline.visits.notifications import settle_covered_notifications
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -16,13 +16,9 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from ons_pipeline.visits.demo_data import land_files, synthetic_files
-from ons_pipeline.visits.storage import (
-    ConcurrentCheckpointError,
-    Locations,
-    read_object,
-    run_checkpoint,
-)
+from ons_pipeline.local.demo.visits_data import land_files, synthetic_files
+from ons_pipeline.resources import ObjectStoreResource
+from ons_pipeline.visits.storage import ConcurrentCheckpointError, Locations, run_checkpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -34,13 +30,14 @@ TRANSIENT_OR_DENIED = ["AccessDenied", "InternalError", "SlowDown", "ServiceUnav
 
 
 @pytest.fixture
-def aws() -> Iterator[tuple[Any, Any]]:
+def aws() -> Iterator[tuple[ObjectStoreResource, Any]]:
+    """The store the run reads through, and an SQS client; `store.get_client()` is its S3."""
     with mock_aws():
-        s3 = boto3.client("s3", region_name=REGION)
+        store = ObjectStoreResource(region_name=REGION)
         sqs = boto3.client("sqs", region_name=REGION)
         for bucket in (SOURCE, STATE):
-            s3.create_bucket(Bucket=bucket)
-        yield s3, sqs
+            store.get_client().create_bucket(Bucket=bucket)
+        yield store, sqs
 
 
 def fail_reads_of(s3: Any, key: str, code: str) -> Callable[[], None]:
@@ -60,28 +57,29 @@ def state_objects(s3: Any) -> dict[str, bytes]:
     return {o["Key"]: s3.get_object(Bucket=STATE, Key=o["Key"])["Body"].read() for o in listing}
 
 
-def test_a_missing_object_is_none(aws: tuple[Any, Any]) -> None:
-    s3, _ = aws
-    assert read_object(s3, STATE, "no/such/key") is None
+def test_a_missing_object_is_none(aws: tuple[ObjectStoreResource, Any]) -> None:
+    store, _ = aws
+    assert store.get_versioned(STATE, "no/such/key") is None
 
 
 @pytest.mark.parametrize("code", TRANSIENT_OR_DENIED)
-def test_any_other_error_is_raised(aws: tuple[Any, Any], code: str) -> None:
-    s3, _ = aws
-    s3.put_object(Bucket=STATE, Key="k", Body=b"x")
-    fail_reads_of(s3, "k", code)
+def test_any_other_error_is_raised(aws: tuple[ObjectStoreResource, Any], code: str) -> None:
+    store, _ = aws
+    store.get_client().put_object(Bucket=STATE, Key="k", Body=b"x")
+    fail_reads_of(store.get_client(), "k", code)
     with pytest.raises(ClientError, match=code):
-        read_object(s3, STATE, "k")
+        store.get_versioned(STATE, "k")
 
 
 @pytest.mark.parametrize("code", ["AccessDenied", "InternalError"])
 @pytest.mark.parametrize("which", ["checkpoint", "ledger"])
 def test_a_failed_state_read_fails_the_run_and_writes_nothing(
-    aws: tuple[Any, Any], code: str, which: str
+    aws: tuple[ObjectStoreResource, Any], code: str, which: str
 ) -> None:
-    s3, _ = aws
+    store, _ = aws
+    s3 = store.get_client()
     land_files(s3, SOURCE, synthetic_files(5), workers=2)
-    first = run_checkpoint(s3, LOCATIONS, run_id="r1")
+    first = run_checkpoint(store, LOCATIONS, run_id="r1")
     assert first.first_run and first.total_events == 5
     land_files(s3, SOURCE, synthetic_files(3, start=5), workers=2)
     before = state_objects(s3)
@@ -89,7 +87,7 @@ def test_a_failed_state_read_fails_the_run_and_writes_nothing(
     undo = fail_reads_of(s3, key, code)
 
     with pytest.raises(ClientError, match=code):
-        run_checkpoint(s3, LOCATIONS, run_id="r2")
+        run_checkpoint(store, LOCATIONS, run_id="r2")
 
     undo()
     assert state_objects(s3) == before
@@ -104,14 +102,17 @@ def notification(key: str, etag: str) -> str:
 
 
 @pytest.mark.parametrize("code", ["AccessDenied", "InternalError"])
-def test_a_failed_event_read_keeps_its_announcement(aws: tuple[Any, Any], code: str) -> None:
-    s3, sqs = aws
+def test_a_failed_event_read_keeps_its_announcement(
+    aws: tuple[ObjectStoreResource, Any], code: str
+) -> None:
+    store, sqs = aws
+    s3 = store.get_client()
     queue = sqs.create_queue(QueueName="created")["QueueUrl"]
     locations = Locations(
         SOURCE, "logs/", STATE, LOCATIONS.checkpoint_key, notification_queue_url=queue
     )
     land_files(s3, SOURCE, synthetic_files(2), workers=2)
-    assert run_checkpoint(s3, locations, run_id="r1", sqs=sqs).total_events == 2
+    assert run_checkpoint(store, locations, run_id="r1", sqs=sqs).total_events == 2
     (late,) = synthetic_files(1, start=2)
     etag = s3.put_object(Bucket=SOURCE, Key=late.key, Body=late.body)["ETag"]
     sqs.send_message(QueueUrl=queue, MessageBody=notification(late.key, etag))
@@ -119,7 +120,7 @@ def test_a_failed_event_read_keeps_its_announcement(aws: tuple[Any, Any], code: 
     undo = fail_reads_of(s3, late.key, code)
 
     with pytest.raises(ClientError, match=code):
-        run_checkpoint(s3, locations, run_id="r2", sqs=sqs)
+        run_checkpoint(store, locations, run_id="r2", sqs=sqs)
 
     undo()
     assert state_objects(s3) == before
@@ -134,12 +135,13 @@ def test_a_failed_event_read_keeps_its_announcement(aws: tuple[Any, Any], code: 
 
 @pytest.mark.parametrize("first_run", [True, False])
 def test_a_checkpoint_written_by_another_run_meanwhile_is_kept(
-    aws: tuple[Any, Any], first_run: bool
+    aws: tuple[ObjectStoreResource, Any], first_run: bool
 ) -> None:
-    s3, _ = aws
+    store, _ = aws
+    s3 = store.get_client()
     land_files(s3, SOURCE, synthetic_files(3), workers=2)
     if not first_run:
-        run_checkpoint(s3, LOCATIONS, run_id="r0")
+        run_checkpoint(store, LOCATIONS, run_id="r0")
         land_files(s3, SOURCE, synthetic_files(2, start=3), workers=2)
     before = state_objects(s3)
     theirs = b"the other run's checkpoint"
@@ -154,7 +156,7 @@ def test_a_checkpoint_written_by_another_run_meanwhile_is_kept(
     s3.meta.events.register("before-parameter-build.s3.PutObject", other_run_commits_first)
 
     with pytest.raises(ConcurrentCheckpointError):
-        run_checkpoint(s3, LOCATIONS, run_id="r1")
+        run_checkpoint(store, LOCATIONS, run_id="r1")
 
     assert raced
     assert state_objects(s3) == {**before, LOCATIONS.checkpoint_key: theirs}

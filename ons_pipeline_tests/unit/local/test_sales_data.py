@@ -6,8 +6,7 @@ from typing import Any
 
 import pytest
 
-from ons_pipeline.resources.defaults import SOURCE_TABLES
-from ons_pipeline.sales.demo_data import (
+from ons_pipeline.local.demo.sales_data import (
     BAD_ROW_REASONS,
     COLUMNS,
     DUPLICATE_REDELIVERY,
@@ -17,6 +16,7 @@ from ons_pipeline.sales.demo_data import (
     land_packets,
     packet_key,
 )
+from ons_pipeline.resources.defaults import SOURCE_TABLES
 
 PACKETS = 3
 ID_COLUMN = {table: f"{table}_id" for table in SOURCE_TABLES}

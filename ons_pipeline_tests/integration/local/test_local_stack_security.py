@@ -15,7 +15,7 @@ import pytest
 
 from ons_pipeline.local.stack import INFLUXDB_TOKEN_SECRET_NAME, write_private
 from ons_pipeline.resources import defaults
-from ons_pipeline_tests.integration.test_local_stack import basic_auth, raw_request
+from ons_pipeline_tests.integration.local.test_local_stack import basic_auth, raw_request
 
 if TYPE_CHECKING:
     from ons_pipeline.local.stack import LocalStack

@@ -14,9 +14,11 @@ caller that sends the endpoint's secret in the ``X-Ons-Lambda-Secret`` header (4
 the secret is ``ONS_LAMBDA_ENDPOINT_SECRET`` from its environment (the local stack makes one
 per stack and hands it to the launcher the same way), or a random one it makes itself.
 
-Start it with ``python -m ons_pipeline.platform.launcher.local_lambda --port N``; the local
+Start it with ``python -m ons_pipeline.local.lambda_endpoint --port N``; the local
 stack does (``ONS_LAMBDA_ENDPOINT_URL``).
 """
+
+from __future__ import annotations
 
 import argparse
 import contextlib
@@ -43,7 +45,7 @@ from ons_pipeline.platform.launcher import payload
 from ons_pipeline.resources import defaults
 
 HANDLER = "ons_pipeline.platform.launcher.handler.handler"
-_MODULE = "ons_pipeline.platform.launcher.local_lambda"  # __name__ is __main__ under -m
+_MODULE = "ons_pipeline.local.lambda_endpoint"  # __name__ is __main__ under -m
 ACCOUNT_ID = "123456789012"
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations/?$")
 _CONFIG_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration/?$")
@@ -99,14 +101,14 @@ class LocalLambda:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "LocalLambda":
+    def __enter__(self) -> LocalLambda:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def start(self) -> "LocalLambda":
+    def start(self) -> LocalLambda:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
         return self

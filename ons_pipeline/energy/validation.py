@@ -1,16 +1,16 @@
-"""Energy Parquet -> validated rows -> InfluxDB line protocol and Timestream records.
+"""Energy Parquet -> validated rows (ARCHITECTURE.md section 4) and their quarantine records.
 
-Vectorised throughout: tag columns are categoricals, so string rules and escaping run once
-per distinct value; per-row work is numpy/pyarrow. No Dagster here.
+Vectorised throughout: tag columns are categoricals, so string rules run once per distinct
+value; per-row work is numpy/pyarrow. No Dagster here. The rows this module accepts become
+InfluxDB line protocol (`line_protocol`) and Timestream records (`timestream_records`).
 """
 
 from __future__ import annotations
 
-import gc
 import io
 import re
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -19,19 +19,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ons_pipeline.energy.schema import (
-    DEFAULT_FIELD,
     DIMENSION,
     MAX_TAG_BYTES,
     MEASUREMENT,
     OPTIONAL_TAGS,
     REASONS,
-    UNIT_FIELDS,
     WIDE_FIELDS,
     FileRejectedError,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 # ISO 8601 as `datetime.fromisoformat` reads it (ARCHITECTURE.md section 4): a date alone, or
 # with `T` or a space and HH, HH:MM or HH:MM:SS, up to 9 fraction digits after `.` or `,`, and
@@ -72,9 +67,21 @@ class PreparedFile:
         return ["region", DIMENSION[self.dataset], *OPTIONAL_TAGS]
 
     def rejected_by_reason(self) -> dict[str, int]:
-        if self.rejected.empty:
-            return {}
-        return {str(k): int(v) for k, v in self.rejected["reason"].value_counts().items()}
+        return count_reasons(self.rejected)
+
+    def without(self, positions: np.ndarray) -> PreparedFile:
+        """The file as if the accepted rows at `positions` had never been accepted."""
+        if not len(positions):
+            return self
+        kept = np.setdiff1d(np.arange(len(self.accepted)), positions)
+        return replace(self, accepted=self.accepted.iloc[kept])
+
+
+def count_reasons(rejected: pd.DataFrame) -> dict[str, int]:
+    """Rejected rows per reason (the metadata and metrics every load reports)."""
+    if rejected.empty:
+        return {}
+    return {str(k): int(v) for k, v in rejected["reason"].value_counts().items()}
 
 
 def read_parquet(data: bytes, dataset: str) -> pd.DataFrame:
@@ -108,12 +115,6 @@ def read_parquet(data: bytes, dataset: str) -> pd.DataFrame:
         else file.schema_arrow.empty_table().select(wanted)
     )
     return table.to_pandas()
-
-
-def iter_row_groups(data: bytes) -> Iterator[pa.Table]:
-    file = pq.ParquetFile(io.BytesIO(data))
-    for i in range(file.num_row_groups):
-        yield file.read_row_group(i)
 
 
 def _as_text_categorical(series: pd.Series) -> pd.Series:
@@ -438,22 +439,6 @@ def rejected_rows(
     return out
 
 
-_LP_ESCAPE: Final = re.compile(r"([,= ])")
-
-
-def escape_key(text: str) -> str:
-    """Line protocol tag key/value and field key: backslash before comma, equals, space."""
-    return _LP_ESCAPE.sub(r"\\\1", text)
-
-
-def escape_measurement(text: str) -> str:
-    return text.replace(",", "\\,").replace(" ", "\\ ")
-
-
-def escape_string_field(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def series_ids(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.DataFrame]:
     """A dense id per distinct combination of categorical columns, and each id's values.
 
@@ -471,271 +456,14 @@ def series_ids(frame: pd.DataFrame, columns: list[str]) -> tuple[np.ndarray, pd.
     return ids.astype(np.int32), values
 
 
-def _decode(ids: np.ndarray, texts: list[str]) -> pa.Array:
-    """Per-row strings from per-id strings (a dictionary decode: one memcpy per row)."""
-    dictionary = pa.array(texts, type=pa.string())
-    return pc.cast(pa.DictionaryArray.from_arrays(pa.array(ids), dictionary), pa.string())
-
-
-def _floats(values: np.ndarray) -> pa.Array:
-    """Shortest round-trip text for each float (bit-exact when parsed back); NaN -> null."""
-    array = pa.array(values, type=pa.float64(), from_pandas=True)
-    return pc.cast(array, pa.string())
-
-
-def _head(prepared: PreparedFile, values: pd.DataFrame, row: int) -> str:
-    measurement = escape_measurement(prepared.measurement)
-    tags = "".join(
-        f",{escape_key(column)}={escape_key(values.at[row, column])}"
-        for column in prepared.tag_columns
-        if values.at[row, column]
-    )
-    return f"{measurement}{tags} "
-
-
-def line_protocol(prepared: PreparedFile) -> pa.Array:
-    """One line per accepted row, each ending in a newline, aligned with `accepted`.
-
-    Everything constant per series (measurement, escaped tags, the long row's field name
-    and unit) is rendered once per series; per row only floats and times are formatted.
-    """
-    frame = prepared.accepted
-    n = len(frame)
-    if n == 0:
-        return pa.array([], type=pa.string())
-    newline = _decode(np.zeros(n, dtype=np.int32), ["\n"])
-    times = pc.cast(pa.array(frame[TIME].to_numpy(), type=pa.int64()), pa.string())
-    if prepared.layout == "long":
-        ids, values = series_ids(frame, [*prepared.tag_columns, "unit"])
-        heads, tails = [], []
-        for row in range(len(values)):
-            unit = values.at[row, "unit"]
-            name = escape_key(UNIT_FIELDS.get(unit, DEFAULT_FIELD))
-            heads.append(f"{_head(prepared, values, row)}{name}=")
-            tails.append(f',unit="{escape_string_field(unit)}" ')
-        return pc.binary_join_element_wise(
-            _decode(ids, heads),
-            _floats(frame["value"].to_numpy()),
-            _decode(ids, tails),
-            times,
-            newline,
-            "",
-        )
-    # Which fields a row has is part of its "series" here, so each field's prefix
-    # (`,name=` or nothing) is per-series text too and one join builds every line.
-    fields = prepared.field_columns
-    present = ~np.isnan(np.column_stack([frame[c].to_numpy() for c in fields]))
-    pattern = present.astype(np.int64) @ (1 << np.arange(len(fields)))
-    keyed = frame[prepared.tag_columns].assign(_pattern=pd.Categorical(pattern))
-    ids, values = series_ids(keyed, [*prepared.tag_columns, "_pattern"])
-    heads = [_head(prepared, values, row) for row in range(len(values))]
-    prefixes: list[list[str]] = [[] for _ in fields]
-    for row in range(len(values)):
-        mask = int(values.at[row, "_pattern"])
-        first = True
-        for index, column in enumerate(fields):
-            if mask & (1 << index):
-                prefixes[index].append(("" if first else ",") + escape_key(column) + "=")
-                first = False
-            else:
-                prefixes[index].append("")
-    pieces: list[pa.Array] = []
-    for index, column in enumerate(fields):
-        pieces += [_decode(ids, prefixes[index]), _floats(frame[column].to_numpy()).fill_null("")]
-    space = _decode(np.zeros(n, dtype=np.int32), [" "])
-    return pc.binary_join_element_wise(_decode(ids, heads), *pieces, space, times, newline, "")
-
-
-# Lines are built this many rows at a time: buffers stay small and the allocator reuses
-# them (a fresh 100 MB buffer costs more in page faults than formatting its lines).
-CHUNK_ROWS: Final = 131_072
-
-
-def line_chunks(prepared: PreparedFile, rows: int = CHUNK_ROWS) -> Iterator[tuple[int, pa.Array]]:
-    """(first row position, lines) for consecutive slices of `accepted`."""
-    for start in range(0, len(prepared.accepted), rows):
-        part = replace(prepared, accepted=prepared.accepted.iloc[start : start + rows])
-        yield start, line_protocol(part)
-
-
-def batch_bodies(lines: pa.Array, batch_size: int) -> Iterator[tuple[int, int, bytes]]:
-    """(start, stop, body) slices of newline-terminated lines, zero-copy from Arrow's buffer."""
-    if isinstance(lines, pa.ChunkedArray):
-        lines = lines.combine_chunks()
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[
-        lines.offset : lines.offset + len(lines) + 1
-    ]
-    data = lines.buffers()[2]
-    for start in range(0, len(lines), batch_size):
-        stop = min(start + batch_size, len(lines))
-        yield start, stop, data[int(offsets[start]) : int(offsets[stop])].to_pybytes()
-
-
-def body_of(lines: pa.Array, positions: np.ndarray) -> bytes:
-    """The newline-terminated lines at `positions` as one body."""
-    return "".join(lines.take(pa.array(positions)).to_pylist()).encode()
-
-
-def expected_series_counts(
-    prepared: PreparedFile,
-) -> dict[tuple[tuple[str, str], ...], dict[str, int]]:
-    """Per series (sorted non-empty tags): how many values each field should hold."""
-    frame = prepared.accepted
-    result: dict[tuple[tuple[str, str], ...], dict[str, int]] = {}
-    if frame.empty:
-        return result
-    tag_columns = prepared.tag_columns
-    if prepared.layout == "long":
-        names = frame["unit"].map(lambda u: UNIT_FIELDS.get(u, DEFAULT_FIELD)).astype(str)
-        counts = (
-            frame[tag_columns]
-            .assign(_field=names.to_numpy())
-            .groupby([*tag_columns, "_field"], observed=True)
-            .size()
-        )
-        for (*tags, name), count in counts.items():
-            entry = result.setdefault(_series(tag_columns, tags), {})
-            entry[name] = entry.get(name, 0) + int(count)
-            entry["unit"] = entry.get("unit", 0) + int(count)
-    else:
-        counts = frame.groupby(tag_columns, observed=True)[prepared.field_columns].count()
-        for tags, row in counts.iterrows():
-            tags_tuple = tags if isinstance(tags, tuple) else (tags,)
-            result[_series(tag_columns, list(tags_tuple))] = {
-                c: int(v) for c, v in row.items() if int(v)
-            }
-    return result
-
-
-def _series(columns: list[str], values: list[Any]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((c, str(v)) for c, v in zip(columns, values, strict=True) if str(v)))
-
-
-@dataclass
-class WriteCall:
-    """One Timestream WriteRecords call: at most 100 records sharing their dimensions."""
-
-    common: dict[str, Any]
-    records: list[dict[str, Any]]
-    positions: np.ndarray  # row positions in `accepted`, aligned with `records`
-
-
-# The WriteRecords API limit.
-MAX_RECORDS_PER_CALL: Final = 100
-
-
-def timestream_calls(
-    prepared: PreparedFile, version: int, batch_size: int = MAX_RECORDS_PER_CALL
-) -> list[WriteCall]:
-    """Records grouped by shared dimensions into calls of at most `batch_size` (<= 100).
-
-    Long rows: measure `value` (DOUBLE) with the unit as a dimension. Wide rows: one
-    multi-measure record of DOUBLE measures, one per non-null field. The time unit is
-    milliseconds when a call's times allow it, else nanoseconds (kept exact). Dimensions,
-    measure name, type, time unit and version go in `CommonAttributes`, so a record holds
-    only its time and value(s).
-    """
-    if not 1 <= batch_size <= MAX_RECORDS_PER_CALL:
-        raise ValueError(f"batch_size must be 1..{MAX_RECORDS_PER_CALL}, got {batch_size}")
-    frame = prepared.accepted
-    if frame.empty:
-        return []
-    dims = [*prepared.tag_columns] + (["unit"] if prepared.layout == "long" else [])
-    time_ns = frame[TIME].to_numpy()
-    whole_ms = (time_ns % 1_000_000) == 0
-    ids, values = series_ids(frame, dims)
-    group_key = ids.astype(np.int64) * 2 + whole_ms
-    if prepared.layout == "wide":
-        present = ~np.isnan(np.column_stack([frame[c].to_numpy() for c in prepared.field_columns]))
-        pattern = present.astype(np.int64) @ (1 << np.arange(present.shape[1]))
-        group_key = group_key * (1 << present.shape[1]) + pattern
-    order = np.argsort(group_key, kind="stable")
-    sorted_keys = group_key[order]
-    boundaries = np.flatnonzero(np.diff(sorted_keys)) + 1
-    starts = np.concatenate([[0], boundaries]).tolist()
-    stops = np.concatenate([boundaries, [len(order)]]).tolist()
-    take = pa.array(order)
-    times = pc.cast(pa.array(np.where(whole_ms, time_ns // 1_000_000, time_ns)), pa.string())
-    time_text = times.take(take).to_pylist()
-    columns = ["value"] if prepared.layout == "long" else prepared.field_columns
-    value_text = {c: _floats(frame[c].to_numpy()).take(take).to_pylist() for c in columns}
-    # Millions of small dicts would trigger the cyclic GC over and over (they hold no
-    # cycles): pause it while building.
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _build_calls(
-            prepared,
-            version,
-            starts,
-            stops,
-            order,
-            ids,
-            values,
-            dims,
-            whole_ms,
-            time_text,
-            value_text,
-            batch_size,
-        )
-    finally:
-        if gc_was_enabled:
-            gc.enable()
-
-
-def _build_calls(
-    prepared: PreparedFile,
-    version: int,
-    starts: list[int],
-    stops: list[int],
-    order: np.ndarray,
-    ids: np.ndarray,
-    values: pd.DataFrame,
-    dims: list[str],
-    whole_ms: np.ndarray,
-    time_text: list[str],
-    value_text: dict[str, list[str]],
-    size: int,
-) -> list[WriteCall]:
-    frame = prepared.accepted
-    calls: list[WriteCall] = []
-    for start, stop in zip(starts, stops, strict=True):
-        first = int(order[start])
-        series = int(ids[first])
-        dimensions = [{"Name": "dataset_type", "Value": prepared.dataset}] + [
-            {"Name": c, "Value": values.at[series, c]} for c in dims if values.at[series, c]
-        ]
-        common: dict[str, Any] = {
-            "Dimensions": dimensions,
-            "TimeUnit": "MILLISECONDS" if whole_ms[first] else "NANOSECONDS",
-            "Version": version,
-        }
-        if prepared.layout == "long":
-            common |= {"MeasureName": "value", "MeasureValueType": "DOUBLE"}
-            measures = value_text["value"]
-        else:
-            names = [c for c in prepared.field_columns if not np.isnan(frame[c].iat[first])]
-            common |= {"MeasureName": f"{prepared.dataset}_fields", "MeasureValueType": "MULTI"}
-        for lo in range(start, stop, size):
-            hi = min(lo + size, stop)
-            if prepared.layout == "long":
-                records = [
-                    {"Time": t, "MeasureValue": v}
-                    for t, v in zip(time_text[lo:hi], measures[lo:hi], strict=True)
-                ]
-            else:
-                measure_lists = [
-                    [{"Name": c, "Value": v, "Type": "DOUBLE"} for v in value_text[c][lo:hi]]
-                    for c in names
-                ]
-                records = [
-                    {"Time": t, "MeasureValues": list(measures)}
-                    for t, measures in zip(
-                        time_text[lo:hi], zip(*measure_lists, strict=True), strict=True
-                    )
-                ]
-            calls.append(WriteCall(common=common, records=records, positions=order[lo:hi]))
-    return calls
+def with_refused(
+    prepared: PreparedFile, positions: np.ndarray, reason: str, details: list[str]
+) -> pd.DataFrame:
+    """The file's rejected rows plus the accepted rows a store refused (by position)."""
+    if not len(positions):
+        return prepared.rejected
+    refused = rejected_rows(prepared, positions, reason, details)
+    return pd.concat([prepared.rejected, refused], ignore_index=True)
 
 
 def quarantine_parquet(rejected: pd.DataFrame) -> bytes:
@@ -765,7 +493,3 @@ def parquet_row_count(data: bytes) -> int | None:
         return int(pq.ParquetFile(io.BytesIO(data)).metadata.num_rows)
     except (pa.ArrowException, OSError):
         return None
-
-
-def reasons_known(reasons: dict[str, int]) -> bool:
-    return set(reasons) <= set(REASONS)

@@ -18,74 +18,15 @@ import numpy as np
 import pandas as pd
 
 from ons_pipeline.resources.defaults import SOURCE_TABLES
+from ons_pipeline.sales.schema import SOURCE_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
 COLUMNS: Final[dict[str, tuple[str, ...]]] = {
-    "sales_order": (
-        "sales_order_id",
-        "created_at",
-        "last_updated",
-        "design_id",
-        "staff_id",
-        "counterparty_id",
-        "units_sold",
-        "unit_price",
-        "currency_id",
-        "agreed_delivery_date",
-        "agreed_payment_date",
-        "agreed_delivery_location_id",
-    ),
-    "staff": (
-        "staff_id",
-        "first_name",
-        "last_name",
-        "department_id",
-        "email_address",
-        "created_at",
-        "last_updated",
-    ),
-    "department": (
-        "department_id",
-        "department_name",
-        "location",
-        "manager",
-        "created_at",
-        "last_updated",
-    ),
-    "address": (
-        "address_id",
-        "address_line_1",
-        "address_line_2",
-        "district",
-        "city",
-        "postal_code",
-        "country",
-        "phone",
-        "created_at",
-        "last_updated",
-    ),
-    "currency": ("currency_id", "currency_code", "created_at", "last_updated"),
-    "design": (
-        "design_id",
-        "created_at",
-        "design_name",
-        "file_location",
-        "file_name",
-        "last_updated",
-    ),
-    "counterparty": (
-        "counterparty_id",
-        "counterparty_legal_name",
-        "legal_address_id",
-        "commercial_contact",
-        "delegate_contact",
-        "created_at",
-        "last_updated",
-    ),
+    table: tuple(SOURCE_COLUMNS[table]) for table in SOURCE_TABLES
 }
-"""ToteSys columns per source table, in the order the extractor writes them."""
+"""ToteSys columns per source table, from the source contract (`sales/schema.py`)."""
 
 BAD_ROW_REASONS: Final = (
     "malformed_json",

@@ -25,6 +25,8 @@ from dagster import (
     op,
 )
 
+from ons_pipeline.local.demo.sales_data import generate_totesys, land_packets
+from ons_pipeline.local.demo.visits_data import invalid_files, land_files, synthetic_files
 from ons_pipeline.platform.alerts import run_failure_alert, run_success_metrics
 from ons_pipeline.resources import (
     AlertsResource,
@@ -33,17 +35,15 @@ from ons_pipeline.resources import (
     build_client,
 )
 from ons_pipeline.resources.storage import VisitsStorageResource
-from ons_pipeline.sales.demo_data import generate_totesys, land_packets
 from ons_pipeline.visits.assets import visit_events_checkpoint
-from ons_pipeline.visits.demo_data import invalid_files, land_files, synthetic_files
 from ons_pipeline_tests.integration.energy.test_energy_load import Lake as EnergyLake
+from ons_pipeline_tests.integration.platform.test_run_failure_alert import failing_job
 from ons_pipeline_tests.integration.sales.test_sales_job import Lake as SalesLake
-from ons_pipeline_tests.integration.test_run_failure_alert import failing_job
 
 pytestmark = pytest.mark.integration
 
 REGION = "eu-west-2"
-TERRAFORM = Path(__file__).resolve().parents[2] / "deploy" / "terraform"
+TERRAFORM = Path(__file__).resolve().parents[3] / "deploy" / "terraform"
 
 Series = tuple[str, str, frozenset[tuple[str, str]]]  # namespace, metric, dimensions
 

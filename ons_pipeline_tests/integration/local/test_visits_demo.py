@@ -6,19 +6,18 @@ import re
 
 import boto3
 import pytest
+from dagster import DagsterInstance
 
+from ons_pipeline.local.demo.driver import run_visits_demo, stack_definitions
 from ons_pipeline.resources import defaults
-from ons_pipeline.visits.demo import run_visits_demo
 
 pytestmark = pytest.mark.integration
 
 
 def test_demo_runs_twice_and_prints_stats_checks_and_the_three_analytics(
-    stack_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    stack_env: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv("DAGSTER_HOME", raising=False)  # an ephemeral instance
-
-    assert run_visits_demo(stack_env) == 0
+    assert run_visits_demo(stack_definitions(stack_env), DagsterInstance.ephemeral()) == 0
 
     out = capsys.readouterr().out
     totals = [int(n) for n in re.findall(r"^  total_events: (\d+)$", out, re.M)]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -34,20 +33,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sales_star_schema as base
-
-
-def _peak_rss_gb() -> float:
-    """This process's own peak RSS.
-
-    Linux carries `ru_maxrss` across exec, so a child started by a parent holding a
-    generated corpus would report the parent's peak; `VmHWM` belongs to the new process.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
 def _child(*args: str, script: str = __file__) -> dict[str, Any]:
@@ -104,7 +89,7 @@ def run_fast(state: Path, packet_id: int, body: bytes) -> dict[str, Any]:
     (state / "watermark.json").write_text(json.dumps(stored))
     return {
         "total_s": time.perf_counter() - started,
-        "peak_rss_gb": _peak_rss_gb(),
+        "peak_rss_gb": base._peak_rss_gb(),  # noqa: SLF001 (the same VmHWM reading)
         "facts": len(increment.tables["fact_sales_order"]),
         "bytes_written": written,
     }
@@ -127,7 +112,6 @@ def main() -> None:
     parser.add_argument("--skip-full", action="store_true")
     parser.add_argument("--child-watermark", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-fast", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--child-full", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_watermark:
         print(json.dumps(prepare_watermark(args.child_watermark)))
@@ -135,12 +119,6 @@ def main() -> None:
     if args.child_fast:
         state, packet_id, packet = args.child_fast
         print(json.dumps(run_fast(Path(state), int(packet_id), Path(packet).read_bytes())))
-        return
-    if args.child_full:
-        state, packet_id, packet = args.child_full
-        body = Path(packet).read_bytes()
-        figures = base.run_incremental(Path(state), int(packet_id), body)
-        print(json.dumps({**figures, "peak_rss_gb": _peak_rss_gb()}))
         return
     fast_runs: list[tuple[int, dict[str, Any]]] = []
     full_runs: list[tuple[int, dict[str, Any]]] = []
@@ -165,7 +143,9 @@ def main() -> None:
                 f"({fast['facts']:,} facts, {fast['bytes_written']:,} bytes written)"
             )
             if not args.skip_full:
-                full = _child("--child-full", str(state), str(packet_id), str(packet))
+                full = _child(
+                    "--child-run", str(state), str(packet_id), str(packet), script=base.__file__
+                )
                 full_runs.append((orders, full))
                 print(
                     f"  full: {full['total_s']:.3f} s, peak {full['peak_rss_gb']:.2f} GB "

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ons_pipeline.sales.demo_data import generate_totesys
+from ons_pipeline.local.demo.sales_data import generate_totesys
 from ons_pipeline.sales.outputs import changed_rows, from_parquet_bytes, to_parquet_bytes
 from ons_pipeline.sales.packets import empty_rows, history_schema, merge_history, parse_packet
 from ons_pipeline.sales.schema import LINE_NO, PACKET_ID, QUARANTINE_SCHEMA, STAR_SCHEMAS

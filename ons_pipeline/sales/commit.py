@@ -25,6 +25,28 @@ The protocol only needs each pending file's bytes to be reproducible from immuta
 the entry names. Here those are whole-table snapshots; when sales becomes incremental
 (appended facts over a partitioned raw history) an entry names the partition objects (or the
 staged delta) its files are built from instead, and steps 2-5 stay as they are.
+
+The incremental run (issue 14; the pure part exists, the wiring below does not yet):
+`transform.build_star_increment` gives, from a run's new sales_order rows alone, exactly the
+rows this protocol's diff publishes (facts, new dim_date days, quarantined rows) and the run's
+own accounting, when no dimension source changed and no new valid row shares a
+(sales_order_id, last_updated) with a stored one. The usual packet needs no lookup for that:
+every row updated after the newest stored one (`newest_version`, `all_newer_than`) repeats
+no stored row and shares no stored version. A key index bucketed by id range does not bound
+the read: a 1,000-row packet of updates spans the id range, and at 1 M and 4 M versions it
+touched most of the 4,096-id buckets (measured with the first version of
+`benchmarks/sales_increment.py`). The plan:
+
+1. raw sales_order: one immutable, content-addressed part per packet, named by the manifest
+   entry together with the new sales_order watermark, so one conditional PUT serialises the
+   raw and star steps; the six dimension histories (small) stay whole;
+2. star step, when only sales_order parts are new and every row is past the watermark: the
+   increment; the pending entry names the parts and dimension snapshots its files are rebuilt
+   from, and the fact table's state is the list of its files (append only);
+3. otherwise (a dimension row, a row at or before the watermark, a re-delivery, a version-2
+   manifest): the full rebuild over the base history plus the parts, as today;
+4. cumulative accounting counts kept in the manifest, the run adding its own; under the
+   watermark gate `keys_unique` on the new facts alone is exact (no stored key is as late).
 """
 
 from __future__ import annotations

@@ -49,19 +49,19 @@ from ons_pipeline.sales.checks import (
     star_check_specs,
     table_checks,
 )
-from ons_pipeline.sales.commit import Published, publish, recover
+from ons_pipeline.sales.commit import Published
 from ons_pipeline.sales.packets import history_schema, packet_key
 from ons_pipeline.sales.schema import COLUMN_DESCRIPTIONS, QUARANTINE_SCHEMA, STAR_SCHEMAS
+from ons_pipeline.sales.star import StarRun, run_star_step
 from ons_pipeline.sales.storage import (
     QUARANTINE_TABLE,
     Absorbed,
     absorb_packets,
     discover_packets,
-    history_key,
-    load_histories,
+    raw_index_key,
     uri,
 )
-from ons_pipeline.sales.transform import SOURCE_TABLES, STAR_TABLES, build_star_schema
+from ons_pipeline.sales.transform import SOURCE_TABLES, STAR_TABLES
 
 SALES_GROUP = "sales"
 RAW_KEYS = {table: AssetKey(["totesys", table]) for table in SOURCE_TABLES}
@@ -200,7 +200,7 @@ def _raw_result(
             "rows_already_seen": absorbed.parsed - absorbed.new_rows,
             "new_rows": absorbed.new_rows,
             "dagster/row_count": absorbed.rows,
-            "history_uri": MetadataValue.path(uri(storage, history_key(storage, table))),
+            "history_index_uri": MetadataValue.path(uri(storage, raw_index_key(storage, table))),
             "quarantine_uris": MetadataValue.json(absorbed.quarantine_uris),
             "not_packets": MetadataValue.json(not_packets),
         },
@@ -308,25 +308,22 @@ def sales_star_schema(
 
     Follows the commit protocol of `ons_pipeline.sales.commit`: Parameter Store is first
     brought up to the manifest and a pending entry is finished, then new rows become the
-    next entry.
+    next entry: appended when only new sales_order versions arrived, else a full rebuild
+    (`ons_pipeline.sales.star`).
     """
     started = time.monotonic()
-    manifest = recover(context.log, s3, ssm, sales_storage)
-    raw = load_histories(s3, sales_storage)
-    result = build_star_schema(raw)
-    outputs = {**result.tables, QUARANTINE_TABLE: result.quarantine}
-    manifest, published = publish(context.log, s3, ssm, sales_storage, manifest, outputs, raw)
-
-    reasons = result.quarantine["reason"].value_counts().to_dict() if len(result.quarantine) else {}
+    run = run_star_step(context.log, s3, ssm, sales_storage)
+    published = run.published
+    reasons = run.quarantine["reason"].value_counts().to_dict() if len(run.quarantine) else {}
     if not any(p.changed_rows for p in published.values()):
         context.log.info("No change: every star table already holds these rows; no file written.")
     for table in STAR_TABLES:
-        frame, done = result.tables[table], published[table]
+        frame, done = run.frames[table], published[table]
         if done.changed_rows:  # a materialisation records a new file; unchanged wrote none
-            sequence = done.sequence or manifest.output_sequence.get(table, 0)
-            yield _star_result(table, frame, done, sequence, reasons, result.accounting)
+            sequence = done.sequence or run.manifest.output_sequence.get(table, 0)
+            yield _star_result(table, frame, done, sequence, reasons, run)
         yield from table_checks(table, frame)
-    yield rows_accounted_for(result.accounting)
+    yield rows_accounted_for(run.accounting)
     quarantine = published[QUARANTINE_TABLE]
     if quarantine.changed_rows:
         yield MaterializeResult(
@@ -336,7 +333,7 @@ def sales_star_schema(
                 "new_rows": quarantine.changed_rows,
                 "s3_uri": MetadataValue.path(quarantine.uri or "unchanged"),
                 "by_reason": MetadataValue.json(reasons),
-                "preview": markdown_table(result.quarantine),
+                "preview": markdown_table(run.quarantine),
             },
         )
     rows_metrics = [
@@ -359,16 +356,17 @@ def _star_result(
     published: Published,
     sequence: int,
     reasons: dict[str, int],
-    accounting: pd.DataFrame,
+    run: StarRun,
 ) -> MaterializeResult:
     facts_only = {
         "quarantined_by_reason": MetadataValue.json(reasons),
-        "accounting": markdown_table(accounting),
+        "accounting": markdown_table(run.accounting),
+        "build": "incremental: new versions appended" if run.incremental else "full rebuild",
     }
     return MaterializeResult(
         asset_key=STAR_KEYS_BY_TABLE[table],
         metadata={
-            "dagster/row_count": len(frame),
+            "dagster/row_count": published.rows,
             **column_schema_metadata(STAR_SCHEMAS[table], COLUMN_DESCRIPTIONS),
             "changed_rows": published.changed_rows,
             "s3_uri": MetadataValue.path(published.uri or "unchanged: no file written"),

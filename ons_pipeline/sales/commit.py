@@ -22,54 +22,38 @@ the same bytes and commits. So a crash at any step either leaves nothing referen
 entry the next run completes exactly; a sequence number is never handed out twice.
 
 The protocol only needs each pending file's bytes to be reproducible from immutable objects
-the entry names. Here those are whole-table snapshots; when sales becomes incremental
-(appended facts over a partitioned raw history) an entry names the partition objects (or the
-staged delta) its files are built from instead, and steps 2-5 stay as they are.
+the entry names: a full rebuild's file is the difference of two snapshots, an incremental
+entry's file is staged whole as the part it appends to its table.
 
-The incremental run (issue 14; the pure part exists, the wiring below does not yet):
-`transform.build_star_increment` gives, from a run's new sales_order rows alone, exactly the
-rows this protocol's diff publishes (facts, new dim_date days, quarantined rows) and the run's
-own accounting, when no dimension source changed and no new valid row shares a
-(sales_order_id, last_updated) with a stored one. The usual packet needs no lookup for that:
-every row updated after the newest stored one (`newest_version`, `all_newer_than`) repeats
-no stored row and shares no stored version. A key index bucketed by id range does not bound
-the read: a 1,000-row packet of updates spans the id range, and at 1 M and 4 M versions it
-touched most of the 4,096-id buckets (measured with the first version of
-`benchmarks/sales_increment.py`). The plan:
-
-1. raw sales_order: one immutable, content-addressed part per packet, named by the manifest
-   entry together with the new sales_order watermark, so one conditional PUT serialises the
-   raw and star steps; the six dimension histories (small) stay whole;
-2. star step, when only sales_order parts are new and every row is past the watermark: the
-   increment; the pending entry names the parts and dimension snapshots its files are rebuilt
-   from, and the fact table's state is the list of its files (append only);
-3. otherwise (a dimension row, a row at or before the watermark, a re-delivery, a version-2
-   manifest): the full rebuild over the base history plus the parts, as today;
-4. cumulative accounting counts kept in the manifest, the run adding its own; under the
-   watermark gate `keys_unique` on the new facts alone is exact (no stored key is as late).
+Incremental runs (`star.py` decides): a star table is its snapshot plus appended parts, and
+the manifest records which raw history objects the committed state was built from, the
+cumulative accounting and the row counts. When the only new raw objects are sales_order
+parts (each holds versions newer than every stored row, `storage.absorb_packets`), the run
+reads just those parts and the small dimension tables, builds the rows a full rebuild would
+add (`transform.build_star_increment`) and appends them to fact_sales_order, dim_date and
+the quarantine: its cost follows the new packets, not the history. Anything else (a new
+dimension row, a merged raw history, a version-2 manifest) is a full rebuild whose new
+snapshots replace the parts.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
+import pandas as pd
 from dagster import Failure
 
 from ons_pipeline.platform.faults import commit_point
 from ons_pipeline.resources.aws import ConcurrentWriteError
-from ons_pipeline.sales.outputs import (
-    changed_rows,
-    from_parquet_bytes,
-    newest_update,
-    to_parquet_bytes,
-)
-from ons_pipeline.sales.schema import PACKET_ID, QUARANTINE_SCHEMA, STAR_SCHEMAS
+from ons_pipeline.sales.outputs import changed_rows, from_parquet_bytes, to_parquet_bytes
+from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
 from ons_pipeline.sales.storage import (
     QUARANTINE_TABLE,
     Manifest,
     PendingEntry,
+    RawState,
     StarFile,
     load_parquet,
     output_file_key,
@@ -77,13 +61,11 @@ from ons_pipeline.sales.storage import (
     snapshot_key,
     uri,
 )
-from ons_pipeline.sales.transform import SOURCE_TABLES
 
 if TYPE_CHECKING:
     import logging
     from collections.abc import Mapping
-
-    import pandas as pd
+    from datetime import datetime
 
     from ons_pipeline.resources import (
         ObjectStoreResource,
@@ -98,17 +80,6 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def packet_ranges(ids: list[int]) -> list[list[int]]:
-    """Sorted ids as inclusive [first, last] runs: the packets an entry covers, compactly."""
-    ranges: list[list[int]] = []
-    for packet_id in sorted(set(ids)):
-        if ranges and packet_id == ranges[-1][1] + 1:
-            ranges[-1][1] = packet_id
-        else:
-            ranges.append([packet_id, packet_id])
-    return ranges
-
-
 @dataclass(frozen=True)
 class Published:
     """What a run did for one star output: its size, its changed rows and the file if any."""
@@ -119,14 +90,60 @@ class Published:
     sequence: int | None = None
 
 
+@dataclass(frozen=True)
+class Entry:
+    """What a run records beside its star files: the state its outputs were built from."""
+
+    watermark: datetime | None
+    packets: dict[str, list[list[int]]]
+    raw: dict[str, RawState]
+    accounting: list[dict[str, object]]
+
+
 def delta(table: str, current: pd.DataFrame, previous: pd.DataFrame | None) -> tuple[int, bytes]:
     """The changed rows as file bytes.
 
-    A function of the two snapshots only, so a pending entry's file is rebuilt byte for byte
-    from the snapshots it names.
+    A function of the two table states only, so a pending entry's file is rebuilt byte for
+    byte from the objects it names.
     """
     rows = changed_rows(current, previous)
     return len(rows), to_parquet_bytes(rows, OUTPUT_SCHEMAS[table])
+
+
+def load_table(
+    s3: ObjectStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+    table: str,
+    keys: list[str] | None = None,
+) -> pd.DataFrame | None:
+    """A star table from its snapshot and appended parts; None before its first entry.
+
+    `keys` defaults to the committed state `manifest` names. An object gone because another
+    run committed (and dropped what it replaced) after this one read the manifest is a
+    retryable conflict; gone while the manifest stands, it is lost state.
+    """
+    frames = []
+    for key in manifest.table_keys(table) if keys is None else keys:
+        frame = load_parquet(s3, storage.processed_bucket, key)
+        if frame is None:
+            if Manifest.load(s3, storage).etag != manifest.etag:
+                raise Failure(
+                    description=f"Another run committed a sales manifest entry while this one "
+                    f"read the {table} state; nothing of this run was published. A retry "
+                    "starts from that run's result.",
+                    allow_retries=True,
+                )
+            raise Failure(
+                description=f"s3://{storage.processed_bucket}/{key}, part of the committed "
+                f"{table} state, is missing. Restore the object (bucket versioning) before "
+                "re-running.",
+                allow_retries=False,
+            )
+        frames.append(frame)
+    if not frames:
+        return None
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def publish(
@@ -136,51 +153,139 @@ def publish(
     storage: SalesStorageResource,
     manifest: Manifest,
     outputs: Mapping[str, pd.DataFrame],
-    raw: Mapping[str, pd.DataFrame],
+    entry: Entry,
 ) -> tuple[Manifest, dict[str, Published]]:
-    """Steps 1 to 5 for the star outputs built from `raw`; returns the manifest after them."""
-    watermark = newest_update(raw)
+    """Steps 1 to 5 for a full rebuild's star outputs; returns the manifest after them."""
     published: dict[str, Published] = {}
     payloads: dict[str, bytes] = {}
     files: dict[str, StarFile] = {}
     snapshots: dict[str, str] = {}
     previous_snapshots: dict[str, str | None] = {}
+    previous_appended: dict[str, list[str]] = {}
+    rows_after = {table: len(frame) for table, frame in outputs.items()}
     for table, frame in outputs.items():
         snapshot = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
-        previous_key = manifest.snapshots.get(table)
-        previous = load_parquet(s3, storage.processed_bucket, previous_key)
+        previous = load_table(s3, storage, manifest, table)
         rows, data = delta(table, from_parquet_bytes(snapshot), previous)
         published[table] = Published(len(frame), rows)
-        if not rows or watermark is None:
+        if not rows or entry.watermark is None:
             continue
         sequence = manifest.next_sequence(table)
-        key = output_file_key(storage, table, sequence, watermark)
+        key = output_file_key(storage, table, sequence, entry.watermark)
         key_of_snapshot = snapshot_key(storage, table, sha256(snapshot))
         # Step 1: unreferenced until the entry names it, so a crash here publishes nothing.
         put_parquet_once(s3, storage, key_of_snapshot, snapshot)
         files[table] = StarFile(key=key, sequence=sequence, sha256=sha256(data), rows=rows)
         snapshots[table] = key_of_snapshot
-        previous_snapshots[table] = previous_key
+        previous_snapshots[table] = manifest.snapshots.get(table)
+        previous_appended[table] = manifest.appended.get(table, [])
         payloads[table] = data
         published[table] = Published(len(frame), rows, uri(storage, key), sequence)
-    if not payloads:
-        return manifest, published
-    manifest.pending = PendingEntry(
-        entry=manifest.entry + 1,
-        watermark=str(watermark),
-        files=files,
+    pending = _entry(manifest, entry, files, rows_after)
+    pending.update(
         snapshots=snapshots,
         previous_snapshots=previous_snapshots,
-        packets={
-            table: packet_ranges(raw[table][PACKET_ID].dropna().astype(int).tolist())
-            for table in SOURCE_TABLES
-        },
+        previous_appended=previous_appended,
+        appended={table: [] for table in snapshots},
     )
+    return _write(log, s3, ssm, storage, manifest, pending, payloads), published
+
+
+def publish_increment(
+    log: logging.Logger,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+    new_rows: Mapping[str, pd.DataFrame],
+    entry: Entry,
+) -> tuple[Manifest, dict[str, Published]]:
+    """Steps 1 to 5 for rows appended to their tables; returns the manifest after them.
+
+    Step 1 stages each file's bytes as the part its table appends, so the pending entry's
+    files are copies of immutable objects it names.
+    """
+    published: dict[str, Published] = {}
+    payloads: dict[str, bytes] = {}
+    files: dict[str, StarFile] = {}
+    appended: dict[str, list[str]] = {}
+    rows_after: dict[str, int] = {}
+    for table, frame in new_rows.items():
+        rows_after[table] = manifest.rows.get(table, 0) + len(frame)
+        published[table] = Published(rows_after[table], len(frame))
+        if not len(frame) or entry.watermark is None:
+            continue
+        data = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
+        sequence = manifest.next_sequence(table)
+        key = output_file_key(storage, table, sequence, entry.watermark)
+        part = snapshot_key(storage, table, sha256(data))
+        put_parquet_once(s3, storage, part, data)  # Step 1
+        files[table] = StarFile(
+            key=key, sequence=sequence, sha256=sha256(data), rows=len(frame), staged=part
+        )
+        appended[table] = [*manifest.appended.get(table, []), part]
+        payloads[table] = data
+        published[table] = Published(rows_after[table], len(frame), uri(storage, key), sequence)
+    pending = _entry(manifest, entry, files, rows_after)
+    pending.update(snapshots={}, appended=appended)
+    return _write(log, s3, ssm, storage, manifest, pending, payloads), published
+
+
+def _entry(
+    manifest: Manifest, entry: Entry, files: dict[str, StarFile], rows: dict[str, int]
+) -> PendingEntry:
+    return PendingEntry(
+        entry=manifest.entry + 1,
+        watermark=str(entry.watermark) if entry.watermark else manifest.watermark or "",
+        files=files,
+        packets=entry.packets,
+        raw=entry.raw,
+        accounting=entry.accounting,
+        rows=rows,
+    )
+
+
+def _write(
+    log: logging.Logger,
+    s3: ObjectStoreResource,
+    ssm: ParameterStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+    pending: PendingEntry,
+    payloads: Mapping[str, bytes],
+) -> Manifest:
+    """Steps 2 to 5; with no file to publish, only the recorded state moves (one PUT)."""
+    if not payloads:
+        if manifest.raw == pending["raw"] and manifest.accounting == pending["accounting"]:
+            return manifest
+        settled = replace(
+            manifest,
+            raw=pending["raw"],
+            accounting=pending["accounting"],
+            rows={**manifest.rows, **pending["rows"]},
+        )
+        _save_or_fail(s3, storage, settled, "record the raw state its star tables hold")
+        return settled
+    manifest.pending = pending
     _record_intent(s3, storage, manifest)
     for table, data in payloads.items():  # Step 3
-        put_parquet_once(s3, storage, files[table]["key"], data)
+        put_parquet_once(s3, storage, pending["files"][table]["key"], data)
         commit_point("sales.after_first_star_file")
-    return commit(log, s3, ssm, storage, manifest), published
+    return commit(log, s3, ssm, storage, manifest)
+
+
+def _save_or_fail(
+    s3: ObjectStoreResource, storage: SalesStorageResource, manifest: Manifest, purpose: str
+) -> None:
+    try:
+        manifest.save(s3, storage)
+    except ConcurrentWriteError as error:
+        raise Failure(
+            description=f"Another run changed the sales manifest while this one tried to "
+            f"{purpose} ({error}); nothing of this run was published. A retry starts from "
+            "that run's result.",
+            allow_retries=True,
+        ) from error
 
 
 def _record_intent(
@@ -188,11 +293,11 @@ def _record_intent(
 ) -> None:
     """Step 2: the write-ahead entry; of two runs on the same state one wins."""
     commit_point("sales.before_intent")
+    files = manifest.pending["files"] if manifest.pending else {}
+    sequences = {t: f["sequence"] for t, f in files.items()}
     try:
         manifest.save(s3, storage)
     except ConcurrentWriteError as error:
-        files = manifest.pending["files"] if manifest.pending else {}
-        sequences = {t: f["sequence"] for t, f in files.items()}
         raise Failure(
             description=f"Another run holds sales manifest entry {manifest.entry + 1} "
             f"(output sequences {sequences}): the manifest changed after this run read "
@@ -224,18 +329,8 @@ def recover(
         f"Manifest entry {pending['entry']} was left pending by a stopped run; finishing it "
         f"(files {sorted(f['key'] for f in pending['files'].values())}) before new packets"
     )
-    bucket = storage.processed_bucket
     for table, spec in sorted(pending["files"].items()):
-        current = load_parquet(s3, bucket, pending["snapshots"][table])
-        if current is None:
-            raise Failure(
-                description=f"Snapshot s3://{bucket}/{pending['snapshots'][table]} named by "
-                f"pending manifest entry {pending['entry']} is missing; the entry cannot be "
-                "finished. Restore the object (bucket versioning) before re-running.",
-                allow_retries=False,
-            )
-        previous = load_parquet(s3, bucket, pending["previous_snapshots"].get(table))
-        _, data = delta(table, current, previous)
+        data = _pending_bytes(s3, storage, manifest, pending, table, spec)
         if sha256(data) != spec["sha256"]:
             raise Failure(
                 description=f"Rebuilt {spec['key']} does not match the SHA-256 its pending "
@@ -244,6 +339,39 @@ def recover(
             )
         put_parquet_once(s3, storage, spec["key"], data)
     return commit(log, s3, ssm, storage, manifest)
+
+
+def _pending_bytes(
+    s3: ObjectStoreResource,
+    storage: SalesStorageResource,
+    manifest: Manifest,
+    pending: PendingEntry,
+    table: str,
+    spec: StarFile,
+) -> bytes:
+    """A pending file's bytes from the immutable objects its entry names."""
+    bucket = storage.processed_bucket
+    source = spec.get("staged") or pending["snapshots"][table]
+    if "staged" in spec:
+        data = s3.get_bytes(bucket, source)
+    else:
+        current = load_parquet(s3, bucket, source)
+        previous_keys = [
+            *([key] if (key := pending["previous_snapshots"].get(table)) else []),
+            *pending.get("previous_appended", {}).get(table, []),
+        ]
+        data = None
+        if current is not None:
+            previous = load_table(s3, storage, manifest, table, previous_keys)
+            data = delta(table, current, previous)[1]
+    if data is None:
+        raise Failure(
+            description=f"s3://{bucket}/{source} named by pending manifest entry "
+            f"{pending['entry']} is missing; the entry cannot be finished. Restore the object "
+            "(bucket versioning) before re-running.",
+            allow_retries=False,
+        )
+    return data
 
 
 def commit(
@@ -291,6 +419,5 @@ def sync_parameters(
 
 
 def unreferenced_snapshots(before: Manifest, after: Manifest) -> list[str]:
-    """Snapshot keys the committed entry replaced: no entry can need them again."""
-    kept = set(after.snapshots.values())
-    return sorted({key for key in before.snapshots.values() if key not in kept})
+    """Snapshots and parts the committed entry replaced: no entry can need them again."""
+    return sorted(before.referenced() - after.referenced())

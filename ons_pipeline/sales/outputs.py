@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
     from datetime import datetime
 
 TIMESTAMP_FORMAT: Final = "%Y%m%dT%H%M%S%f"
@@ -45,14 +44,3 @@ def changed_rows(current: pd.DataFrame, previous: pd.DataFrame | None) -> pd.Dat
     now = pd.util.hash_pandas_object(current, index=False)
     before = pd.util.hash_pandas_object(previous[current.columns], index=False)
     return current[~now.isin(before).to_numpy()].reset_index(drop=True)
-
-
-def newest_update(raw: Mapping[str, pd.DataFrame]) -> datetime | None:
-    """The newest `last_updated` across the raw tables (ISO text compares in time order)."""
-    newest: str | None = None
-    for frame in raw.values():
-        if "last_updated" in frame and len(frame):
-            candidate = frame["last_updated"].dropna().astype(str).max()
-            if candidate and (newest is None or candidate > newest):
-                newest = candidate
-    return None if newest is None else pd.Timestamp(newest).to_pydatetime()

@@ -9,10 +9,13 @@ runs cannot both replace the same state and a re-run never rewrites a file diffe
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, TypedDict
 
+import numpy as np
+import pandas as pd
 from dagster import Failure
 
 from ons_pipeline.platform.faults import commit_point
@@ -29,12 +32,11 @@ from ons_pipeline.sales.packets import (
     parse_packet,
     parse_packet_key,
 )
-from ons_pipeline.sales.transform import SOURCE_TABLES
+from ons_pipeline.sales.transform import SOURCE_TABLES, all_newer_than, newest_version
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from datetime import datetime
-
-    import pandas as pd
 
     from ons_pipeline.resources import (
         ObjectStoreResource,
@@ -43,13 +45,15 @@ if TYPE_CHECKING:
     )
     from ons_pipeline.resources.aws import WriteOutcome
 
-MANIFEST_VERSION: Final = 2
+MANIFEST_VERSION: Final = 3
+KNOWN_VERSIONS: Final = (2, 3)  # version 2 kept no raw state, appended parts or counts
 QUARANTINE_TABLE: Final = "quarantine"  # a star output with a sequence but no SSM counter
 # Listing pages per table when a run finds its own packets (1,000 keys a page).
 DISCOVERY_PAGES: Final = 100
 
 
 def history_key(storage: SalesStorageResource, table: str) -> str:
+    """Where a table's whole raw history lived before it was kept as a base and parts."""
     return f"{storage.state_prefix}/raw/{table}.parquet"
 
 
@@ -81,16 +85,21 @@ def uri(storage: SalesStorageResource, key: str) -> str:
     return f"s3://{storage.processed_bucket}/{key}"
 
 
-class StarFile(TypedDict):
-    """One star file a pending entry will publish (its bytes are checked by SHA-256)."""
+class StarFile(TypedDict, total=False):
+    """One star file a pending entry will publish (its bytes are checked by SHA-256).
+
+    `staged` names an immutable object holding exactly the file's bytes (an appended part);
+    without it the bytes are rebuilt from the entry's snapshots.
+    """
 
     key: str
     sequence: int
     sha256: str
     rows: int
+    staged: str
 
 
-class PendingEntry(TypedDict):
+class PendingEntry(TypedDict, total=False):
     """The write-ahead record of one run's star files, as stored in the manifest's JSON."""
 
     entry: int
@@ -98,12 +107,23 @@ class PendingEntry(TypedDict):
     files: dict[str, StarFile]
     snapshots: dict[str, str]  # table -> the snapshot after the entry
     previous_snapshots: dict[str, str | None]  # table -> the snapshot its file is a delta of
+    previous_appended: dict[str, list[str]]  # table -> parts appended to that snapshot
+    appended: dict[str, list[str]]  # table -> parts appended to its snapshot after the entry
     packets: dict[str, list[list[int]]]  # source table -> packet id ranges covered
+    raw: dict[str, RawState]  # source table -> the raw history the entry is built from
+    accounting: list[dict[str, object]]  # cumulative rows per source table after the entry
+    rows: dict[str, int]  # star table -> rows after the entry
 
 
 @dataclass
 class Manifest:
-    """The committed state, the pending entry if a run stopped mid-commit, and the read ETag."""
+    """The committed state, the pending entry if a run stopped mid-commit, and the read ETag.
+
+    A star table is its snapshot plus the parts appended to it since (`appended`): a full
+    rebuild writes a new snapshot, an incremental entry appends its new rows as a part.
+    `raw`, `accounting` and `rows` say what the committed state was built from and holds, so
+    an incremental run adds to them without reading the history.
+    """
 
     entry: int = 0  # number of the last committed entry
     output_sequence: dict[str, int] = field(default_factory=dict)
@@ -111,6 +131,11 @@ class Manifest:
     watermark: str | None = None
     pending: PendingEntry | None = None
     etag: str | None = None
+    appended: dict[str, list[str]] = field(default_factory=dict)
+    raw: dict[str, RawState] = field(default_factory=dict)
+    accounting: list[dict[str, object]] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # table -> its last published file
 
     @classmethod
     def load(cls, s3: ObjectStoreResource, storage: SalesStorageResource) -> Manifest:
@@ -119,16 +144,21 @@ class Manifest:
             return cls()
         data = json.loads(stored[0])
         sequences = {k: int(v) for k, v in data.get("output_sequence", {}).items()}
-        if data.get("version") != MANIFEST_VERSION:  # written before the protocol existed
+        if data.get("version") not in KNOWN_VERSIONS:  # written before the protocol existed
             snapshots = {t: legacy_snapshot_key(storage, t) for t in sequences}
             return cls(0, sequences, snapshots, data.get("watermark"), None, stored[1])
-        return cls(
+        return cls(  # a version-2 manifest has no `raw`: its next run rebuilds in full
             entry=int(data["entry"]),
             output_sequence=sequences,
             snapshots=dict(data["snapshots"]),
             watermark=data.get("watermark"),
             pending=data.get("pending"),
             etag=stored[1],
+            appended=dict(data.get("appended", {})),
+            raw=dict(data.get("raw", {})),
+            accounting=list(data.get("accounting", [])),
+            rows=dict(data.get("rows", {})),
+            files=dict(data.get("files", {})),
         )
 
     def to_bytes(self) -> bytes:
@@ -138,8 +168,13 @@ class Manifest:
                 "entry": self.entry,
                 "output_sequence": self.output_sequence,
                 "snapshots": self.snapshots,
+                "appended": self.appended,
                 "watermark": self.watermark,
                 "pending": self.pending,
+                "raw": self.raw,
+                "accounting": self.accounting,
+                "rows": self.rows,
+                "files": self.files,
             },
             indent=1,
             sort_keys=True,
@@ -158,6 +193,16 @@ class Manifest:
     def next_sequence(self, table: str) -> int:
         return self.output_sequence.get(table, 0) + 1
 
+    def table_keys(self, table: str) -> list[str]:
+        """The objects that together hold a star table: its snapshot, then appended parts."""
+        base = self.snapshots.get(table)
+        return [*([base] if base else []), *self.appended.get(table, [])]
+
+    def referenced(self) -> set[str]:
+        return {
+            key for table in {*self.snapshots, *self.appended} for key in self.table_keys(table)
+        }
+
     def committed(self) -> Manifest:
         """The manifest once the pending entry is applied (same ETag, for the commit's PUT)."""
         entry = self.pending
@@ -172,6 +217,11 @@ class Manifest:
             watermark=entry["watermark"],
             pending=None,
             etag=self.etag,
+            appended={**self.appended, **entry.get("appended", {})},
+            raw=dict(entry.get("raw", self.raw)),
+            accounting=list(entry.get("accounting", self.accounting)),
+            rows={**self.rows, **entry.get("rows", {})},
+            files={**self.files, **{t: f["key"] for t, f in entry["files"].items()}},
         )
 
 
@@ -181,53 +231,121 @@ def load_parquet(s3: ObjectStoreResource, bucket: str, key: str | None) -> pd.Da
     return None if data is None else from_parquet_bytes(data)
 
 
-def load_snapshot(
-    s3: ObjectStoreResource, storage: SalesStorageResource, table: str
-) -> pd.DataFrame | None:
-    """The star table as of the last committed manifest entry."""
-    key = Manifest.load(s3, storage).snapshots.get(table)
-    return load_parquet(s3, storage.processed_bucket, key)
+class RawPart(TypedDict):
+    """One immutable object of a table's raw history and the packets whose rows it holds."""
+
+    key: str
+    packets: list[list[int]]
+    rows: int
 
 
-def load_history_versioned(
-    s3: ObjectStoreResource, storage: SalesStorageResource, table: str
-) -> tuple[pd.DataFrame, str | None]:
-    """Every row of `table` delivered so far, and the ETag a `save_history` must match."""
-    stored = s3.get_versioned(storage.processed_bucket, history_key(storage, table))
-    if stored is None:
-        return empty_rows(table), None
-    return from_parquet_bytes(stored[0]), stored[1]
+@dataclass
+class RawIndex:
+    """A table's raw history: one base object plus the parts appended after it.
+
+    The index is the only mutable raw object (a conditional PUT on the ETag read); the base
+    and the parts are content-addressed and never change. A packet whose rows are all updated
+    after `watermark` (the newest readable `last_updated` stored) can neither repeat a stored
+    row nor share a stored version, so it becomes a new part without reading the history;
+    any other packet is merged into the whole history, which becomes the next base.
+    """
+
+    base: str | None = None
+    parts: list[RawPart] = field(default_factory=list)
+    rows: int = 0
+    watermark: str | None = None
+    etag: str | None = None
+
+    @classmethod
+    def load(cls, s3: ObjectStoreResource, storage: SalesStorageResource, table: str) -> RawIndex:
+        stored = s3.get_versioned(storage.processed_bucket, raw_index_key(storage, table))
+        if stored is None:
+            legacy = history_key(storage, table)  # one mutable object per table, before parts
+            if s3.get_versioned(storage.processed_bucket, legacy) is None:
+                return cls()
+            frame = load_parquet(s3, storage.processed_bucket, legacy)
+            rows = 0 if frame is None else len(frame)
+            watermark = None if frame is None else _text(newest_version(frame))
+            return cls(base=legacy, rows=rows, watermark=watermark)
+        data = json.loads(stored[0])
+        return cls(
+            data["base"], list(data["parts"]), int(data["rows"]), data["watermark"], stored[1]
+        )
+
+    def save(self, s3: ObjectStoreResource, storage: SalesStorageResource, table: str) -> None:
+        body = {
+            "base": self.base,
+            "parts": self.parts,
+            "rows": self.rows,
+            "watermark": self.watermark,
+        }
+        try:
+            self.etag = s3.put_if_match(
+                storage.processed_bucket,
+                raw_index_key(storage, table),
+                json.dumps(body, indent=1, sort_keys=True).encode(),
+                "application/json",
+                self.etag,
+            )
+        except ConcurrentWriteError as error:
+            raise Failure(
+                description=f"Another run absorbed packets into the {table} history while "
+                f"this one was merging ({error}); nothing of this run's {table} rows was "
+                "lost or written twice. A retry merges on top of it.",
+                allow_retries=True,
+            ) from error
+
+    @property
+    def state(self) -> RawState:
+        """What a star entry records as built from: the base and how many parts."""
+        return {"base": self.base, "parts": len(self.parts)}
+
+    def keys(self) -> list[str]:
+        return [key for key in (self.base, *(part["key"] for part in self.parts)) if key]
+
+
+class RawState(TypedDict):
+    base: str | None
+    parts: int
+
+
+def raw_index_key(storage: SalesStorageResource, table: str) -> str:
+    return f"{storage.state_prefix}/raw/{table}/index.json"
+
+
+def raw_object_key(storage: SalesStorageResource, table: str, digest: str) -> str:
+    return f"{storage.state_prefix}/raw/{table}/{digest[:32]}.parquet"
+
+
+def _text(stamp: np.datetime64 | None) -> str | None:
+    return None if stamp is None else str(np.datetime64(stamp, "us"))
+
+
+def load_raw(
+    s3: ObjectStoreResource, storage: SalesStorageResource, table: str, keys: list[str]
+) -> pd.DataFrame:
+    """The raw rows held by these history objects, in order (an empty typed table if none)."""
+    frames = []
+    for key in keys:
+        frame = load_parquet(s3, storage.processed_bucket, key)
+        if frame is None:  # replaced by a concurrent merge after this run read the index
+            raise Failure(
+                description=f"Raw history object s3://{storage.processed_bucket}/{key} of "
+                f"{table} is gone: another run merged the history after this one read its "
+                "index. A retry reads the new index.",
+                allow_retries=True,
+            )
+        frames.append(frame)
+    frames = [frame for frame in frames if len(frame)]
+    if not frames:
+        return empty_rows(table)
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 def load_histories(
-    s3: ObjectStoreResource, storage: SalesStorageResource
+    s3: ObjectStoreResource, storage: SalesStorageResource, indexes: Mapping[str, RawIndex]
 ) -> dict[str, pd.DataFrame]:
-    return {table: load_history_versioned(s3, storage, table)[0] for table in SOURCE_TABLES}
-
-
-def save_history(
-    s3: ObjectStoreResource,
-    storage: SalesStorageResource,
-    table: str,
-    merged: pd.DataFrame,
-    etag: str | None,
-) -> None:
-    """Replace the table's history only if no other run replaced it since it was read."""
-    try:
-        s3.put_if_match(
-            storage.processed_bucket,
-            history_key(storage, table),
-            to_parquet_bytes(merged, history_schema(table)),
-            PARQUET_CONTENT_TYPE,
-            etag,
-        )
-    except ConcurrentWriteError as error:
-        raise Failure(
-            description=f"Another run absorbed packets into the {table} history while "
-            f"this one was merging ({error}); nothing of this run's {table} rows was "
-            "lost or written twice. A retry merges on top of it.",
-            allow_retries=True,
-        ) from error
+    return {table: load_raw(s3, storage, table, indexes[table].keys()) for table in SOURCE_TABLES}
 
 
 def read_packet(
@@ -316,26 +434,76 @@ def absorb_packets(
     table: str,
     packet_ids: list[int],
 ) -> Absorbed:
-    """Merge the packets into the table's raw history and quarantine their malformed lines.
+    """Add the packets' new rows to the table's raw history and quarantine malformed lines.
 
-    Idempotent: rows the history holds already are folded, and the history is replaced only
-    if no other run replaced it since it was read.
+    Packets that only bring versions newer than every stored row (the usual delivery) become
+    one new part: the run reads and writes only them. Anything else (a re-delivery, an older
+    version, an unreadable `last_updated`) is merged into the whole history. Idempotent, and
+    the index is replaced only if no other run replaced it since it was read.
     """
     packets = [
         parse_packet(table, packet_id, read_packet(s3, storage, table, packet_id))
         for packet_id in packet_ids
     ]
-    history, etag = load_history_versioned(s3, storage, table)
-    merged = merge_history(history, packets, table)
-    new_rows = len(merged) - len(history)
-    if new_rows:
-        save_history(s3, storage, table, merged, etag)
+    index = RawIndex.load(s3, storage, table)
+    fresh = merge_history(empty_rows(table), packets, table)
+    if len(fresh) and all_newer_than(fresh, _stamp(index.watermark)):
+        new_rows = len(fresh)
+        part = _put_raw(s3, storage, table, fresh)
+        index.parts.append(RawPart(key=part, packets=packet_ranges(packet_ids), rows=new_rows))
+        index.rows += new_rows
+        index.watermark = _text(newest_version(fresh))
+        commit_point("sales.raw.after_part")
+        index.save(s3, storage, table)
         commit_point("sales.raw.after_history")
+    elif len(fresh):
+        history = load_raw(s3, storage, table, index.keys())
+        merged = merge_history(history, packets, table)
+        new_rows = len(merged) - len(history)
+        if new_rows:
+            replaced = index.keys()
+            index = RawIndex(
+                _put_raw(s3, storage, table, merged),
+                rows=len(merged),
+                watermark=_text(newest_version(merged)),
+                etag=index.etag,
+            )
+            commit_point("sales.raw.after_part")
+            index.save(s3, storage, table)
+            commit_point("sales.raw.after_history")
+            s3.delete_keys(storage.processed_bucket, [k for k in replaced if k != index.base])
+    else:
+        new_rows = 0
     return Absorbed(
         lines=sum(p.lines for p in packets),
         parsed=sum(len(p.rows) for p in packets),
         quarantined=sum(len(p.malformed) for p in packets),
         new_rows=new_rows,
-        rows=len(merged),
+        rows=index.rows,
         quarantine_uris=write_raw_quarantine(s3, storage, table, packets),
     )
+
+
+def _stamp(text: str | None) -> np.datetime64 | None:
+    return None if text is None else np.datetime64(text, "us")
+
+
+def _put_raw(
+    s3: ObjectStoreResource, storage: SalesStorageResource, table: str, rows: pd.DataFrame
+) -> str:
+    """An immutable raw history object named by its content; unreferenced until indexed."""
+    data = to_parquet_bytes(rows, history_schema(table))
+    key = raw_object_key(storage, table, hashlib.sha256(data).hexdigest())
+    put_parquet_once(s3, storage, key, data)
+    return key
+
+
+def packet_ranges(ids: list[int]) -> list[list[int]]:
+    """Sorted ids as inclusive [first, last] runs: the packets an object covers, compactly."""
+    ranges: list[list[int]] = []
+    for packet_id in sorted(set(ids)):
+        if ranges and packet_id == ranges[-1][1] + 1:
+            ranges[-1][1] = packet_id
+        else:
+            ranges.append([packet_id, packet_id])
+    return ranges

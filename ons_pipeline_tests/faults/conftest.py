@@ -11,7 +11,9 @@ from ons_pipeline_tests.faults.harness import (
     VisitsState,
     batches,
     deliveries,
+    forget_raw_state,
     land,
+    order_updates,
     run_sales,
     run_visits,
 )
@@ -41,6 +43,13 @@ def runs(local_stack: LocalStack) -> dict[str, SalesState]:
             for batch in delivered:
                 land(state, batch)
                 assert run_sales(state).success
+            found[name] = state
+        for name, forget in (("increment", False), ("increment-full", True)):
+            state = found["new-packet"].clone()
+            if forget:
+                forget_raw_state(state)
+            land(state, [order_updates()])
+            assert run_sales(state).success
             found[name] = state
         return found
 

@@ -18,7 +18,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 from dagster import AssetsDefinition, DagsterInstance, materialize
 
-from ons_pipeline.local.demo.sales_data import Packet, generate_totesys, land_packets
+from ons_pipeline.local.demo.sales_data import (
+    Packet,
+    generate_totesys,
+    land_packets,
+    later_order_versions,
+)
 from ons_pipeline.local.demo.visits_data import (
     EventFile,
     generate_corpus,
@@ -281,6 +286,28 @@ def pause_at(point: str, release: Path) -> dict[str, str]:
 # The sales outputs, read back and compared.
 
 
+SALES_COMMIT_POINTS = [
+    "sales.raw.after_part",
+    "sales.raw.after_history",
+    "sales.before_intent",
+    "sales.after_intent",
+    "sales.after_first_star_file",
+    "sales.before_commit",
+    "sales.after_commit",
+    "sales.after_parameters",
+]
+
+
+def race_freely(state: SalesState) -> None:
+    """Two sales runs at once: one at least succeeds, a loser fails naming the other run."""
+    racers = [start_child("sales", state), start_child("sales", state)]
+    reports = [finish_child(racer) for racer in racers]
+    assert any(report["success"] for _, report in reports), reports
+    for _, report in reports:
+        for message in report["failures"]:
+            assert "Another run" in message, message
+
+
 def _read(s3: Any, bucket: str, key: str) -> bytes:
     return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
 
@@ -351,6 +378,26 @@ def batches() -> list[list[Packet]]:
     """Three deliveries: packet 1, 2 and 3 of every table (later ones update earlier rows)."""
     corpus = generate_totesys(240, packets_per_table=3, seed=11)
     return [[p for p in corpus.packets if p.packet_id == n] for n in (1, 2, 3)]
+
+
+@cache
+def order_updates() -> Packet:
+    """Sales_order packet 4: later versions of 40 orders, one of them quarantined.
+
+    Delivered after the three batches it only brings newer order versions: the run appends.
+    """
+    first = next(p for p in batches()[0] if p.table == "sales_order")
+    return later_order_versions(first.body, 40, 4, bad={"units_sold": -1})
+
+
+def forget_raw_state(state: SalesState) -> None:
+    """Make the next run rebuild in full, as after a manifest from before the raw state."""
+    s3 = boto3.client("s3", region_name=REGION)
+    manifest = json.loads(_read(s3, state.processed, "_state/sales/manifest.json"))
+    manifest.pop("raw")
+    s3.put_object(
+        Bucket=state.processed, Key="_state/sales/manifest.json", Body=json.dumps(manifest)
+    )
 
 
 def land(state: SalesState, packets: list[Packet]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ons_pipeline_tests.faults.harness import (
+    SALES_COMMIT_POINTS,
     SalesState,
     assert_exactly_once,
     batches,
@@ -18,15 +19,6 @@ from ons_pipeline_tests.faults.harness import (
 
 pytestmark = pytest.mark.integration
 
-SALES_COMMIT_POINTS = [
-    "sales.raw.after_history",
-    "sales.before_intent",
-    "sales.after_intent",
-    "sales.after_first_star_file",
-    "sales.before_commit",
-    "sales.after_commit",
-    "sales.after_parameters",
-]
 # From the entry on, the re-run finishes the killed run's entry: the same files as no kill.
 ENTRY_RECORDED = SALES_COMMIT_POINTS[SALES_COMMIT_POINTS.index("sales.after_intent") :]
 

@@ -162,6 +162,36 @@ def land_packets(s3_client: S3Putter, bucket: str, packets: Iterable[Packet]) ->
     return keys
 
 
+def later_order_versions(
+    body: bytes, rows: int, packet_id: int, *, bad: dict[str, Any] | None = None
+) -> Packet:
+    """A sales_order packet of `rows` later versions of distinct orders from `body`.
+
+    Every version is updated in 2031, after anything the generator writes: the usual delivery,
+    which the sales assets append without reading the history. `bad`, if given, is merged into
+    the last line (e.g. `{"units_sold": -1}`) to plant a row the star step quarantines.
+    """
+    picked: dict[int, dict[str, Any]] = {}
+    for line in body.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("sales_order_id"), int):
+            picked.setdefault(record["sales_order_id"], record)
+            if len(picked) == rows:
+                break
+    out = []
+    for offset, record in enumerate(picked.values()):
+        hours, minutes, seconds = offset // 3600 % 24, offset // 60 % 60, offset % 60
+        record["last_updated"] = f"2031-01-01T{hours:02d}:{minutes:02d}:{seconds:02d}.000000"
+        record["units_sold"] = int(record.get("units_sold") or 0) + 1
+        out.append(record)
+    if bad and out:
+        out[-1].update(bad)
+    return Packet("sales_order", packet_id, b"".join(_line(record) for record in out))
+
+
 def generate_totesys(
     n_order_versions: int = 2_000,
     *,

@@ -14,7 +14,6 @@ from ons_pipeline.resources import ObjectStoreResource
 from ons_pipeline.sales.outputs import (
     changed_rows,
     from_parquet_bytes,
-    newest_update,
     output_key,
     to_parquet_bytes,
 )
@@ -45,15 +44,6 @@ def test_changed_rows_are_new_or_different() -> None:
     assert changed_rows(now, before)["id"].tolist() == [2, 3]
     assert changed_rows(now, None)["id"].tolist() == [1, 2, 3]
     assert changed_rows(before, before).empty
-
-
-def test_newest_update_compares_iso_text() -> None:
-    raw = {
-        "a": pd.DataFrame({"last_updated": ["2022-11-03T14:20:49.962000", None]}),
-        "b": pd.DataFrame({"last_updated": ["2022-11-04T01:00:00"]}),
-    }
-    assert newest_update(raw) == datetime(2022, 11, 4, 1, 0)
-    assert newest_update({}) is None
 
 
 @mock_aws

@@ -11,16 +11,19 @@ from dagster import Failure
 from moto import mock_aws
 
 from ons_pipeline.resources import ObjectStoreResource, ParameterStoreResource, SalesStorageResource
+from ons_pipeline.sales.outputs import to_parquet_bytes
+from ons_pipeline.sales.packets import history_schema, parse_packet
 from ons_pipeline.sales.storage import (
     Manifest,
+    RawIndex,
     absorb_packets,
     discover_packets,
     history_key,
     legacy_snapshot_key,
-    load_history_versioned,
+    load_raw,
     manifest_key,
+    raw_index_key,
     read_packet,
-    save_history,
 )
 
 if TYPE_CHECKING:
@@ -59,37 +62,88 @@ def test_absorbing_a_packet_twice_adds_its_rows_once(s3: ObjectStoreResource) ->
     land(s3, "currency/currency-packet-00000001.jsonl", currency_packet(GBP, "{broken", USD))
 
     first = absorb_packets(s3, STORAGE, "currency", [1])
-    _, etag = load_history_versioned(s3, STORAGE, "currency")
+    etag = RawIndex.load(s3, STORAGE, "currency").etag
     again = absorb_packets(s3, STORAGE, "currency", [1])
 
     assert (first.lines, first.parsed, first.quarantined, first.new_rows) == (3, 2, 1, 2)
     assert first.lines == first.parsed + first.quarantined
     assert (again.new_rows, again.rows, again.changed) == (0, 2, True)  # still quarantines
-    assert load_history_versioned(s3, STORAGE, "currency")[1] == etag  # the same bytes
+    assert RawIndex.load(s3, STORAGE, "currency").etag == etag  # not rewritten
     (uri,) = again.quarantine_uris
     key = uri.removeprefix("s3://processed/")
     assert key == "quarantine/sales/raw/currency/currency-packet-00000001.jsonl"
     assert b"{broken" in (s3.get_bytes("processed", key) or b"")
 
 
-def test_a_history_replaced_meanwhile_is_not_overwritten(s3: ObjectStoreResource) -> None:
+def test_an_index_replaced_meanwhile_is_not_overwritten(s3: ObjectStoreResource) -> None:
     land(s3, "currency/currency-packet-00000001.jsonl", currency_packet(GBP))
-    history, etag = load_history_versioned(s3, STORAGE, "currency")
+    index = RawIndex.load(s3, STORAGE, "currency")
     absorb_packets(s3, STORAGE, "currency", [1])  # another run, after this one read
-    stored = s3.get_bytes("processed", history_key(STORAGE, "currency"))
+    stored = s3.get_bytes("processed", raw_index_key(STORAGE, "currency"))
 
     with pytest.raises(Failure, match="Another run absorbed") as raised:
-        save_history(s3, STORAGE, "currency", history, etag)
+        index.save(s3, STORAGE, "currency")
 
     assert raised.value.allow_retries
-    assert s3.get_bytes("processed", history_key(STORAGE, "currency")) == stored
+    assert s3.get_bytes("processed", raw_index_key(STORAGE, "currency")) == stored
+
+
+def test_newer_versions_become_a_part_and_anything_else_a_merged_base(
+    s3: ObjectStoreResource,
+) -> None:
+    def version(currency_id: int, at: str) -> str:
+        return json.dumps({"currency_id": currency_id, "currency_code": "GBP", "last_updated": at})
+
+    land(s3, "currency/currency-packet-00000001.jsonl", currency_packet(GBP, USD))
+    land(
+        s3,
+        "currency/currency-packet-00000002.jsonl",
+        currency_packet(version(1, "2023-01-01T00:00:00")),
+    )
+    late = currency_packet(
+        version(2, "2022-12-01T00:00:00"), GBP
+    )  # an older version and a re-delivery
+    land(s3, "currency/currency-packet-00000003.jsonl", late)
+
+    absorb_packets(s3, STORAGE, "currency", [1])
+    absorb_packets(s3, STORAGE, "currency", [2])
+    appended = RawIndex.load(s3, STORAGE, "currency")
+    absorbed = absorb_packets(s3, STORAGE, "currency", [3])
+    merged = RawIndex.load(s3, STORAGE, "currency")
+
+    assert appended.base is None and [p["packets"] for p in appended.parts] == [[[1, 1]], [[2, 2]]]
+    assert (appended.rows, appended.watermark) == (3, "2023-01-01T00:00:00.000000")
+    assert (absorbed.new_rows, merged.rows, merged.parts) == (1, 4, [])
+    assert merged.base is not None and merged.watermark == appended.watermark
+    rows = load_raw(s3, STORAGE, "currency", merged.keys())
+    assert sorted(rows["last_updated"].astype(str)) == sorted(
+        [
+            "2022-11-03T14:20:49.962000",
+            "2022-11-03T14:20:50",
+            "2023-01-01T00:00:00",
+            "2022-12-01T00:00:00",
+        ]
+    )
+    for key in appended.keys():  # the parts the base replaced are gone
+        assert s3.get_bytes("processed", key) is None
+
+
+def test_a_history_from_before_the_index_is_the_base(s3: ObjectStoreResource) -> None:
+    rows = parse_packet("currency", 1, currency_packet(GBP, USD)).rows
+    data = to_parquet_bytes(rows, history_schema("currency"))
+    s3.put_bytes("processed", history_key(STORAGE, "currency"), data, "application/x-parquet")
+
+    index = RawIndex.load(s3, STORAGE, "currency")
+
+    assert (index.base, index.rows) == (history_key(STORAGE, "currency"), 2)
+    assert index.watermark == "2022-11-03T14:20:50.000000"
 
 
 def test_a_missing_packet_fails_without_retries(s3: ObjectStoreResource) -> None:
     with pytest.raises(Failure, match=r"currency-packet-00000007\.jsonl does not exist") as raised:
         read_packet(s3, STORAGE, "currency", 7)
     assert not raised.value.allow_retries
-    assert s3.get_bytes("processed", history_key(STORAGE, "currency")) is None
+    assert s3.get_bytes("processed", raw_index_key(STORAGE, "currency")) is None
 
 
 def test_discovery_starts_after_the_last_packet_and_names_strays(s3: ObjectStoreResource) -> None:

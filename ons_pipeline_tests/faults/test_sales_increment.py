@@ -1,0 +1,83 @@
+"""The incremental star entry over the wire: what a full rebuild would publish, exactly once
+when killed at any point, and built without reading the history."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from ons_pipeline_tests.faults.harness import (
+    REGION,
+    SALES_COMMIT_POINTS,
+    SalesState,
+    assert_exactly_once,
+    failure_messages,
+    kill_at,
+    land,
+    order_updates,
+    output_files,
+    race_freely,
+    run_child,
+    run_sales,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def manifest_of(state: SalesState) -> dict:
+    s3 = boto3.client("s3", region_name=REGION)
+    body = s3.get_object(Bucket=state.processed, Key="_state/sales/manifest.json")["Body"]
+    return json.loads(body.read())
+
+
+def test_an_appended_entry_publishes_what_a_full_rebuild_would(
+    stack_env: dict[str, str], runs: dict[str, SalesState]
+) -> None:
+    appended, rebuilt = manifest_of(runs["increment"]), manifest_of(runs["increment-full"])
+
+    assert output_files(runs["increment"]) == output_files(runs["increment-full"])
+    appended_tables = {table for table, parts in appended["appended"].items() if parts}
+    assert appended_tables == {"fact_sales_order", "dim_date", "quarantine"}
+    assert not any(rebuilt["appended"].values())  # the full rebuild wrote new snapshots
+    assert appended["accounting"] == rebuilt["accounting"]
+    assert appended["rows"] == rebuilt["rows"]
+    assert appended["raw"]["sales_order"]["parts"] == 1
+    new_files = set(output_files(runs["increment"])) - set(output_files(runs["new-packet"]))
+    # 2031-01-01 is a new day; the bad row's quarantine file is under quarantine/sales/star/
+    assert sorted(key.split("/")[0] for key in new_files) == [
+        "dim_date",
+        "fact_sales_order",
+        "quarantine",
+    ]
+
+
+@pytest.mark.parametrize("point", SALES_COMMIT_POINTS)
+def test_an_appending_run_killed_then_rerun_is_exactly_once(
+    stack_env: dict[str, str], runs: dict[str, SalesState], point: str
+) -> None:
+    state = runs["new-packet"].clone()
+    land(state, [order_updates()])
+
+    code, report = run_child("sales", state, **kill_at(point))
+    assert code == -9, f"the run was not killed at {point}: {report}"
+    rerun = run_sales(state)
+
+    assert rerun.success, failure_messages(rerun)
+    assert_exactly_once(state, runs["increment"])
+    assert output_files(state) == output_files(runs["increment"])
+    assert manifest_of(state)["appended"]["fact_sales_order"]  # it appended, not rebuilt
+
+
+def test_two_appending_runs_racing_freely_end_exactly_once(
+    stack_env: dict[str, str], runs: dict[str, SalesState]
+) -> None:
+    state = runs["new-packet"].clone()
+    land(state, [order_updates()])
+
+    race_freely(state)
+
+    assert run_sales(state).success
+    assert_exactly_once(state, runs["increment"])
+    assert output_files(state) == output_files(runs["increment"])

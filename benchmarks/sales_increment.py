@@ -1,28 +1,32 @@
-"""Benchmark: the sales star step's fast path for one new packet, on two history sizes.
+"""Benchmark: one new sales_order packet on two history sizes, through the sales code over HTTP.
 
-For each history size (default 1 M and 4 M order versions) the state after every packet is
-prepared once (raw histories, star snapshots and the newest stored `last_updated`), then one
-1,000-row sales_order packet of later versions is run, each measured path in a fresh child
+For each history size (default 1 M and 4 M order versions) the corpus is landed in moto's S3
+server (the local stack) and absorbed by the project's own code (raw step, then the star
+step's first full build): the state a deployment has after that history. Then a 1,000-row
+sales_order packet of later versions lands and one run processes it, in a fresh child
 process so its peak RSS (VmHWM) is its own:
 
-(fast) the fast path's work: parse the packet, check every row is newer than the stored
-       watermark (so no stored row can repeat it or share its version), read the five
-       dimension snapshots and dim_date, `build_star_increment`, then write the packet's raw
-       part and the new facts, dates and quarantined rows as Parquet;
-(full) the same packet as the sales assets run it today (`sales_star_schema.py`'s (c): whole
-       histories loaded, all seven tables rebuilt and diffed against their snapshots).
+(incremental) what the sales assets run: `absorb_packets` (the packet becomes a raw part)
+              and `run_star_step` (recover, read the new part and the dimension tables,
+              append facts, dates and quarantined rows through the commit protocol), every
+              read and write over HTTP to moto's S3 and SSM;
+(full)        the same for a second packet (a day later) with the manifest's raw state
+              forgotten, so the star step rebuilds from the whole history as every run did
+              before (by default on the smallest history only; `--full-at` names others).
 
-Printed: both paths' time and peak memory per size, the larger over the smaller history
-(floor: at most 1.5x in time and memory) and full over fast. The fast path is not wired into
-the sales assets yet: this measures the work it does, on local files, not S3 round trips.
+Printed per size: time (raw and star step) and peak memory; then the larger history over the smaller
+(floor: at most 1.5x in time and in memory) and full over incremental.
 
-    python benchmarks/sales_increment.py [--histories 1000000 4000000] [--skip-full]
+    python benchmarks/sales_increment.py [--histories 1000000 4000000] [--full-at 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,65 +38,90 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sales_star_schema as base
 
+REGION = "eu-west-2"
 
-def _child(*args: str, script: str = __file__) -> dict[str, Any]:
-    """Run a measured path in a fresh process (of this script or the base one)."""
+
+def _storage(size: int) -> Any:
+    from ons_pipeline.resources import SalesStorageResource
+
+    return SalesStorageResource(
+        ingestion_bucket=f"bench-ingest-{size}",
+        processed_bucket=f"bench-processed-{size}",
+        ssm_prefix=f"/bench-{size}",
+    )
+
+
+def _resources() -> tuple[Any, Any]:
+    from ons_pipeline.resources import ObjectStoreResource, ParameterStoreResource
+
+    return ObjectStoreResource(region_name=REGION), ParameterStoreResource(region_name=REGION)
+
+
+def run_sales(size: int, packets: dict[str, list[int]], forget_raw: bool) -> dict[str, Any]:
+    """One sales run (raw step, star step) over HTTP; in a child process."""
+    from ons_pipeline.sales.star import run_star_step
+    from ons_pipeline.sales.storage import absorb_packets, manifest_key
+
+    s3, ssm = _resources()
+    storage = _storage(size)
+    log = logging.getLogger("bench")
+    if forget_raw:  # unmeasured: what a manifest from before the raw state makes a run do
+        manifest = json.loads(s3.get_bytes(storage.processed_bucket, manifest_key(storage)) or b"")
+        manifest.pop("raw")
+        body = json.dumps(manifest).encode()
+        s3.put_bytes(storage.processed_bucket, manifest_key(storage), body, "application/json")
+    started = time.perf_counter()
+    for table, ids in packets.items():
+        absorb_packets(s3, storage, table, ids)
+    absorbed = time.perf_counter() - started
+    run = run_star_step(log, s3, ssm, storage)
+    total = time.perf_counter() - started
+    return {
+        "total_s": total,
+        "raw_s": absorbed,
+        "star_s": total - absorbed,
+        "peak_rss_gb": base._peak_rss_gb(),  # noqa: SLF001 (the same VmHWM reading)
+        "incremental": run.incremental,
+        "new_facts": run.published["fact_sales_order"].changed_rows,
+        "facts": run.published["fact_sales_order"].rows,
+    }
+
+
+def _child(*args: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, script, *args], check=True, capture_output=True, text=True
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def prepare_watermark(state: Path) -> dict[str, str]:
-    """Store the newest `last_updated` of the stored sales_order rows (the manifest's field)."""
-    from ons_pipeline.sales.outputs import from_parquet_bytes
-    from ons_pipeline.sales.transform import newest_version
-
-    history = from_parquet_bytes((state / "raw" / "sales_order.parquet").read_bytes())
-    figures = {"watermark": str(newest_version(history))}
-    (state / "watermark.json").write_text(json.dumps(figures))
-    return figures
+def _run(size: int, packets: dict[str, list[int]], forget_raw: bool = False) -> dict[str, Any]:
+    return _child("--child-run", str(size), json.dumps(packets), "1" if forget_raw else "")
 
 
-def run_fast(state: Path, packet_id: int, body: bytes) -> dict[str, Any]:
-    """(fast) The increment's reads, transform and writes for one packet; in a child process."""
-    import numpy as np
+def prepare(client: Any, directory: Path, size: int) -> int:
+    """Land the corpus and absorb it with the project's code; returns the next packet id."""
+    storage = _storage(size)
+    for bucket in (storage.ingestion_bucket, storage.processed_bucket):
+        client.create_bucket(
+            Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION}
+        )
+    packets: dict[str, list[int]] = {}
+    for table_dir in sorted(directory.iterdir()):
+        for packet_id, path in base._packet_files(directory, table_dir.name):  # noqa: SLF001
+            key = f"{table_dir.name}/{path.name}"
+            client.put_object(Bucket=storage.ingestion_bucket, Key=key, Body=path.read_bytes())
+            packets.setdefault(table_dir.name, []).append(packet_id)
+    first = _run(size, packets)
+    assert not first["incremental"] and first["facts"], first
+    return max(packets["sales_order"]) + 1
 
-    from ons_pipeline.sales.outputs import from_parquet_bytes, to_parquet_bytes
-    from ons_pipeline.sales.packets import history_schema, parse_packet
-    from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
-    from ons_pipeline.sales.transform import (
-        all_newer_than,
-        build_star_increment,
-        newest_version,
-        order_versions,
-    )
 
-    started = time.perf_counter()
-    rows = parse_packet("sales_order", packet_id, body).rows
-    stored = json.loads((state / "watermark.json").read_text())
-    watermark = np.datetime64(stored["watermark"], "us")
-    assert all_newer_than(rows, watermark), "the benchmark packet holds only later versions"
-    snapshots = {
-        name: from_parquet_bytes((state / "star" / f"{name}.parquet").read_bytes())
-        for name in STAR_SCHEMAS
-        if name != "fact_sales_order"
-    }
-    no_lookup = order_versions(rows.iloc[:0])  # nothing stored is as new as these rows
-    increment = build_star_increment(rows, no_lookup, snapshots, snapshots["dim_date"]["date_id"])
-    assert increment is not None
-    written = len(to_parquet_bytes(rows, history_schema("sales_order")))  # the raw part
-    for name, frame in increment.tables.items():
-        written += len(to_parquet_bytes(frame, STAR_SCHEMAS[name]))
-    written += len(to_parquet_bytes(increment.quarantine, QUARANTINE_SCHEMA))
-    stored["watermark"] = str(max(watermark, newest_version(rows) or watermark))
-    (state / "watermark.json").write_text(json.dumps(stored))
-    return {
-        "total_s": time.perf_counter() - started,
-        "peak_rss_gb": base._peak_rss_gb(),  # noqa: SLF001 (the same VmHWM reading)
-        "facts": len(increment.tables["fact_sales_order"]),
-        "bytes_written": written,
-    }
+def land_update(client: Any, directory: Path, size: int, packet_id: int, day: int) -> None:
+    from ons_pipeline.local.demo.sales_data import later_order_versions
+
+    last = base._packet_files(directory, "sales_order")[-1][1]  # noqa: SLF001
+    packet = later_order_versions(last.read_bytes(), base.NEW_PACKET_ROWS, packet_id, day=day)
+    client.put_object(Bucket=_storage(size).ingestion_bucket, Key=packet.key, Body=packet.body)
 
 
 def _ratio_line(label: str, runs: list[tuple[int, dict[str, Any]]]) -> str:
@@ -106,60 +135,60 @@ def _ratio_line(label: str, runs: list[tuple[int, dict[str, Any]]]) -> str:
     )
 
 
+def _line(label: str, figures: dict[str, Any]) -> str:
+    return (
+        f"  {label}: {figures['total_s']:.3f} s (raw step {figures['raw_s']:.3f} s, star step "
+        f"{figures['star_s']:.3f} s), peak {figures['peak_rss_gb']:.2f} GB, "
+        f"{figures['new_facts']:,} new facts of {figures['facts']:,}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--histories", type=int, nargs="+", default=[1_000_000, 4_000_000])
-    parser.add_argument("--skip-full", action="store_true")
-    parser.add_argument("--child-watermark", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--child-fast", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--full-at", type=int, nargs="*", default=None)
+    parser.add_argument("--child-run", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child_watermark:
-        print(json.dumps(prepare_watermark(args.child_watermark)))
+    if args.child_run:
+        size, packets, forget = args.child_run
+        print(json.dumps(run_sales(int(size), json.loads(packets), bool(forget))))
         return
-    if args.child_fast:
-        state, packet_id, packet = args.child_fast
-        print(json.dumps(run_fast(Path(state), int(packet_id), Path(packet).read_bytes())))
-        return
+    full_at = set(args.full_at if args.full_at is not None else [min(args.histories)])
+
+    import boto3
+
+    from ons_pipeline.local.stack import LocalStack
+
     fast_runs: list[tuple[int, dict[str, Any]]] = []
-    full_runs: list[tuple[int, dict[str, Any]]] = []
-    for orders in args.histories:
-        with tempfile.TemporaryDirectory() as tmp:
-            directory, state = Path(tmp) / "packets", Path(tmp) / "state"
+    with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "stack") as stack:
+        os.environ.update(stack.env)
+        client = boto3.client("s3", region_name=REGION)
+        for size in args.histories:
+            directory = Path(tmp) / f"packets-{size}"
             t0 = time.perf_counter()
-            base.generate(directory, orders)
-            packet_id = _child_prepare(directory, state)
-            stored = _child("--child-watermark", str(state))
-            packet = Path(tmp) / "new.jsonl"
-            packet.write_bytes(base.new_packet(directory, base.NEW_PACKET_ROWS))
-            prepared = time.perf_counter() - t0
-            fast = _child("--child-fast", str(state), str(packet_id), str(packet))
-            fast_runs.append((orders, fast))
+            base.generate(directory, size)
+            packet_id = prepare(client, directory, size)
             print(
-                f"{base.NEW_PACKET_ROWS:,}-row packet on {orders:,} versions "
-                f"(state prepared in {prepared:.0f} s, stored watermark {stored['watermark']})"
+                f"{base.NEW_PACKET_ROWS:,}-row sales_order packet on {size:,} versions "
+                f"(history landed and absorbed in {time.perf_counter() - t0:.0f} s)"
             )
-            print(
-                f"  fast: {fast['total_s']:.3f} s, peak {fast['peak_rss_gb']:.2f} GB "
-                f"({fast['facts']:,} facts, {fast['bytes_written']:,} bytes written)"
-            )
-            if not args.skip_full:
-                full = _child(
-                    "--child-run", str(state), str(packet_id), str(packet), script=base.__file__
-                )
-                full_runs.append((orders, full))
+            land_update(client, directory, size, packet_id, day=1)
+            fast = _run(size, {"sales_order": [packet_id]})
+            assert fast["incremental"], fast
+            fast_runs.append((size, fast))
+            print(_line("incremental", fast))
+            if size in full_at:
+                land_update(client, directory, size, packet_id + 1, day=2)
+                full = _run(size, {"sales_order": [packet_id + 1]}, forget_raw=True)
+                assert not full["incremental"], full
+                print(_line("full rebuild", full))
                 print(
-                    f"  full: {full['total_s']:.3f} s, peak {full['peak_rss_gb']:.2f} GB "
-                    f"(full over fast: {full['total_s'] / fast['total_s']:.1f}x time)"
+                    f"  full over incremental: {full['total_s'] / fast['total_s']:.1f}x time, "
+                    f"{full['peak_rss_gb'] / fast['peak_rss_gb']:.1f}x memory"
                 )
+            shutil.rmtree(directory, ignore_errors=True)
     if len(fast_runs) >= 2:
-        print(_ratio_line("fast", fast_runs))
-        if full_runs:
-            print(_ratio_line("full", full_runs))
-
-
-def _child_prepare(directory: Path, state: Path) -> int:
-    prepared = _child("--child-prepare", str(directory), str(state), script=base.__file__)
-    return int(prepared["packet_id"])
+        print(_ratio_line("incremental", fast_runs))
 
 
 if __name__ == "__main__":

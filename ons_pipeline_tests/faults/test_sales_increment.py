@@ -8,11 +8,13 @@ import json
 import boto3
 import pytest
 
+from ons_pipeline.local.demo.sales_data import later_order_versions
 from ons_pipeline_tests.faults.harness import (
     REGION,
     SALES_COMMIT_POINTS,
     SalesState,
     assert_exactly_once,
+    batches,
     failure_messages,
     kill_at,
     land,
@@ -81,3 +83,29 @@ def test_two_appending_runs_racing_freely_end_exactly_once(
     assert run_sales(state).success
     assert_exactly_once(state, runs["increment"])
     assert output_files(state) == output_files(runs["increment"])
+
+
+def test_a_full_rebuild_after_appended_entries_replaces_their_parts(
+    stack_env: dict[str, str], runs: dict[str, SalesState]
+) -> None:
+    """A late delivery (the quarantined version re-sent valid) needs the whole history."""
+    first = next(p for p in batches()[0] if p.table == "sales_order")
+    resent = later_order_versions(first.body, 40, 5)
+    appended, rebuilt = runs["increment"].clone(), runs["increment-full"].clone()
+    parts = manifest_of(appended)["appended"]["fact_sales_order"]
+
+    for state in (appended, rebuilt):
+        land(state, [resent])
+        result = run_sales(state)
+        assert result.success, failure_messages(result)
+
+    assert output_files(appended) == output_files(rebuilt)
+    assert_exactly_once(appended, rebuilt)
+    after = manifest_of(appended)
+    assert after["appended"]["fact_sales_order"] == []  # a new snapshot replaced the part
+    assert after["appended"]["dim_date"]  # unchanged tables keep theirs
+    assert after["raw"]["sales_order"]["parts"] == 0  # merged into a new base
+    s3 = boto3.client("s3", region_name=REGION)
+    for key in parts:  # replaced by the new snapshot, then dropped
+        with pytest.raises(s3.exceptions.NoSuchKey):
+            s3.get_object(Bucket=appended.processed, Key=key)

@@ -163,11 +163,12 @@ def land_packets(s3_client: S3Putter, bucket: str, packets: Iterable[Packet]) ->
 
 
 def later_order_versions(
-    body: bytes, rows: int, packet_id: int, *, bad: dict[str, Any] | None = None
+    body: bytes, rows: int, packet_id: int, *, day: int = 1, bad: dict[str, Any] | None = None
 ) -> Packet:
     """A sales_order packet of `rows` later versions of distinct orders from `body`.
 
-    Every version is updated in 2031, after anything the generator writes: the usual delivery,
+    Every version is updated on `day` of January 2031, after anything the generator writes
+    (one second apart, from midnight): the usual delivery,
     which the sales assets append without reading the history. `bad`, if given, is merged into
     the last line (e.g. `{"units_sold": -1}`) to plant a row the star step quarantines.
     """
@@ -184,7 +185,7 @@ def later_order_versions(
     out = []
     for offset, record in enumerate(picked.values()):
         hours, minutes, seconds = offset // 3600 % 24, offset // 60 % 60, offset % 60
-        record["last_updated"] = f"2031-01-01T{hours:02d}:{minutes:02d}:{seconds:02d}.000000"
+        record["last_updated"] = f"2031-01-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.000000"
         record["units_sold"] = int(record.get("units_sold") or 0) + 1
         out.append(record)
     if bad and out:

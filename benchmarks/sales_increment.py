@@ -117,10 +117,12 @@ def prepare(client: Any, directory: Path, size: int) -> int:
 
 
 def land_update(client: Any, directory: Path, size: int, packet_id: int, day: int) -> None:
-    from ons_pipeline.local.demo.sales_data import later_order_versions
+    from ons_pipeline.local.demo.sales_data import later_versions
 
     last = base._packet_files(directory, "sales_order")[-1][1]  # noqa: SLF001
-    packet = later_order_versions(last.read_bytes(), base.NEW_PACKET_ROWS, packet_id, day=day)
+    packet = later_versions(
+        "sales_order", last.read_bytes(), base.NEW_PACKET_ROWS, packet_id, day=day
+    )
     client.put_object(Bucket=_storage(size).ingestion_bucket, Key=packet.key, Body=packet.body)
 
 

@@ -152,97 +152,67 @@ def publish(
     ssm: ParameterStoreResource,
     storage: SalesStorageResource,
     manifest: Manifest,
-    outputs: Mapping[str, pd.DataFrame],
     entry: Entry,
+    replaced: Mapping[str, pd.DataFrame],
+    appended: Mapping[str, pd.DataFrame] | None = None,
 ) -> tuple[Manifest, dict[str, Published]]:
-    """Steps 1 to 5 for a full rebuild's star outputs; returns the manifest after them."""
-    published: dict[str, Published] = {}
-    payloads: dict[str, bytes] = {}
-    files: dict[str, StarFile] = {}
-    snapshots: dict[str, str] = {}
-    previous_snapshots: dict[str, str | None] = {}
-    previous_appended: dict[str, list[str]] = {}
-    rows_after = {table: len(frame) for table, frame in outputs.items()}
-    for table, frame in outputs.items():
-        snapshot = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
-        previous = load_table(s3, storage, manifest, table)
-        rows, data = delta(table, from_parquet_bytes(snapshot), previous)
-        published[table] = Published(len(frame), rows)
-        if not rows or entry.watermark is None:
-            continue
-        sequence = manifest.next_sequence(table)
-        key = output_file_key(storage, table, sequence, entry.watermark)
-        key_of_snapshot = snapshot_key(storage, table, sha256(snapshot))
-        # Step 1: unreferenced until the entry names it, so a crash here publishes nothing.
-        put_parquet_once(s3, storage, key_of_snapshot, snapshot)
-        files[table] = StarFile(key=key, sequence=sequence, sha256=sha256(data), rows=rows)
-        snapshots[table] = key_of_snapshot
-        previous_snapshots[table] = manifest.snapshots.get(table)
-        previous_appended[table] = manifest.appended.get(table, [])
-        payloads[table] = data
-        published[table] = Published(len(frame), rows, uri(storage, key), sequence)
-    pending = _entry(manifest, entry, files, rows_after)
-    pending.update(
-        snapshots=snapshots,
-        previous_snapshots=previous_snapshots,
-        previous_appended=previous_appended,
-        appended={table: [] for table in snapshots},
-    )
-    return _write(log, s3, ssm, storage, manifest, pending, payloads), published
+    """Steps 1 to 5; returns the manifest after them.
 
-
-def publish_increment(
-    log: logging.Logger,
-    s3: ObjectStoreResource,
-    ssm: ParameterStoreResource,
-    storage: SalesStorageResource,
-    manifest: Manifest,
-    new_rows: Mapping[str, pd.DataFrame],
-    entry: Entry,
-) -> tuple[Manifest, dict[str, Published]]:
-    """Steps 1 to 5 for rows appended to their tables; returns the manifest after them.
-
-    Step 1 stages each file's bytes as the part its table appends, so the pending entry's
-    files are copies of immutable objects it names.
+    `replaced` holds whole tables: each becomes a new snapshot and its file is the rows that
+    differ from the committed state. `appended` holds new rows only: step 1 stages them as the
+    part their table appends, and the file is exactly that part.
     """
     published: dict[str, Published] = {}
     payloads: dict[str, bytes] = {}
     files: dict[str, StarFile] = {}
-    appended: dict[str, list[str]] = {}
-    rows_after: dict[str, int] = {}
-    for table, frame in new_rows.items():
-        rows_after[table] = manifest.rows.get(table, 0) + len(frame)
-        published[table] = Published(rows_after[table], len(frame))
-        if not len(frame) or entry.watermark is None:
-            continue
-        data = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
+    pending = PendingEntry(
+        snapshots={}, previous_snapshots={}, previous_appended={}, appended={}, rows={}
+    )
+
+    def stage(table: str, rows: int, total: int, data: bytes, staged: str | None) -> None:
+        published[table] = Published(total, rows)
+        if not rows or entry.watermark is None:
+            return
         sequence = manifest.next_sequence(table)
         key = output_file_key(storage, table, sequence, entry.watermark)
-        part = snapshot_key(storage, table, sha256(data))
-        put_parquet_once(s3, storage, part, data)  # Step 1
-        files[table] = StarFile(
-            key=key, sequence=sequence, sha256=sha256(data), rows=len(frame), staged=part
-        )
-        appended[table] = [*manifest.appended.get(table, []), part]
+        files[table] = StarFile(key=key, sequence=sequence, sha256=sha256(data), rows=rows)
+        if staged:
+            files[table]["staged"] = staged
         payloads[table] = data
-        published[table] = Published(rows_after[table], len(frame), uri(storage, key), sequence)
-    pending = _entry(manifest, entry, files, rows_after)
-    pending.update(snapshots={}, appended=appended)
-    return _write(log, s3, ssm, storage, manifest, pending, payloads), published
+        published[table] = Published(total, rows, uri(storage, key), sequence)
 
-
-def _entry(
-    manifest: Manifest, entry: Entry, files: dict[str, StarFile], rows: dict[str, int]
-) -> PendingEntry:
-    return PendingEntry(
+    for table, frame in replaced.items():
+        snapshot = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table])
+        previous = load_table(s3, storage, manifest, table)
+        rows, data = delta(table, from_parquet_bytes(snapshot), previous)
+        pending["rows"][table] = len(frame)
+        stage(table, rows, len(frame), data, None)
+        if table in files:
+            key_of_snapshot = snapshot_key(storage, table, sha256(snapshot))
+            # Step 1: unreferenced until the entry names it, so a crash here publishes nothing.
+            put_parquet_once(s3, storage, key_of_snapshot, snapshot)
+            pending["snapshots"][table] = key_of_snapshot
+            pending["previous_snapshots"][table] = manifest.snapshots.get(table)
+            pending["previous_appended"][table] = manifest.appended.get(table, [])
+            pending["appended"][table] = []
+    for table, frame in (appended or {}).items():
+        total = manifest.rows.get(table, 0) + len(frame)
+        pending["rows"][table] = total
+        data = to_parquet_bytes(frame, OUTPUT_SCHEMAS[table]) if len(frame) else b""
+        part = snapshot_key(storage, table, sha256(data))
+        stage(table, len(frame), total, data, part)
+        if table in files:
+            put_parquet_once(s3, storage, part, data)  # Step 1
+            pending["appended"][table] = [*manifest.appended.get(table, []), part]
+    pending.update(
         entry=manifest.entry + 1,
         watermark=str(entry.watermark) if entry.watermark else manifest.watermark or "",
         files=files,
         packets=entry.packets,
         raw=entry.raw,
         accounting=entry.accounting,
-        rows=rows,
     )
+    return _write(log, s3, ssm, storage, manifest, pending, payloads), published
 
 
 def _write(
@@ -260,6 +230,7 @@ def _write(
             return manifest
         settled = replace(
             manifest,
+            watermark=pending["watermark"],
             raw=pending["raw"],
             accounting=pending["accounting"],
             rows={**manifest.rows, **pending["rows"]},

@@ -22,7 +22,7 @@ from ons_pipeline.local.demo.sales_data import (
     Packet,
     generate_totesys,
     land_packets,
-    later_order_versions,
+    later_versions,
 )
 from ons_pipeline.local.demo.visits_data import (
     EventFile,
@@ -387,7 +387,7 @@ def order_updates() -> Packet:
     Delivered after the three batches it only brings newer order versions: the run appends.
     """
     first = next(p for p in batches()[0] if p.table == "sales_order")
-    return later_order_versions(first.body, 40, 4, bad={"units_sold": -1})
+    return later_versions("sales_order", first.body, 40, 4, bad={"units_sold": -1})
 
 
 def forget_raw_state(state: SalesState) -> None:

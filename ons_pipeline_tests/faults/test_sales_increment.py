@@ -3,12 +3,14 @@ when killed at any point, and built without reading the history."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import boto3
+import pandas as pd
 import pytest
 
-from ons_pipeline.local.demo.sales_data import later_order_versions
+from ons_pipeline.local.demo.sales_data import Packet, later_versions
 from ons_pipeline_tests.faults.harness import (
     REGION,
     SALES_COMMIT_POINTS,
@@ -90,7 +92,7 @@ def test_a_full_rebuild_after_appended_entries_replaces_their_parts(
 ) -> None:
     """A late delivery (the quarantined version re-sent valid) needs the whole history."""
     first = next(p for p in batches()[0] if p.table == "sales_order")
-    resent = later_order_versions(first.body, 40, 5)
+    resent = later_versions("sales_order", first.body, 40, 5)
     appended, rebuilt = runs["increment"].clone(), runs["increment-full"].clone()
     parts = manifest_of(appended)["appended"]["fact_sales_order"]
 
@@ -109,3 +111,60 @@ def test_a_full_rebuild_after_appended_entries_replaces_their_parts(
     for key in parts:  # replaced by the new snapshot, then dropped
         with pytest.raises(s3.exceptions.NoSuchKey):
             s3.get_object(Bucket=appended.processed, Key=key)
+
+
+def _run_both(states: tuple[SalesState, SalesState], packets: list[Packet]) -> None:
+    for state in states:
+        land(state, packets)
+        result = run_sales(state)
+        assert result.success, failure_messages(result)
+
+
+def _packet_of(table: str, batch: int = 0) -> Packet:
+    return next(p for p in batches()[batch] if p.table == table)
+
+
+def test_dimension_updates_merge_without_the_order_history(
+    stack_env: dict[str, str], runs: dict[str, SalesState]
+) -> None:
+    appended, rebuilt = runs["increment"].clone(), runs["increment-full"].clone()
+    staff = later_versions("staff", _packet_of("staff").body, 3, 4, changes={"first_name": "Ada"})
+    orders = later_versions("sales_order", _packet_of("sales_order").body, 25, 5, day=2)
+
+    _run_both((appended, rebuilt), [staff, orders])
+
+    assert output_files(appended) == output_files(rebuilt)
+    assert_exactly_once(appended, rebuilt)
+    after = manifest_of(appended)
+    assert len(after["appended"]["fact_sales_order"]) == 2  # appended again, not rebuilt
+    assert (
+        after["snapshots"]["dim_staff"] != manifest_of(runs["increment"])["snapshots"]["dim_staff"]
+    )
+    assert after["accounting"] == manifest_of(rebuilt)["accounting"]
+
+
+def test_a_key_a_parked_fact_waits_for_makes_a_full_rebuild(
+    stack_env: dict[str, str], runs: dict[str, SalesState]
+) -> None:
+    """The planted order with an unknown design stays parked until that design arrives."""
+    appended, rebuilt = runs["increment"].clone(), runs["increment-full"].clone()
+    s3 = boto3.client("s3", region_name=REGION)
+    quarantine = [key for key in output_files(appended) if key.startswith("quarantine/sales/star/")]
+    parked = pd.concat(
+        pd.read_parquet(
+            io.BytesIO(s3.get_object(Bucket=appended.processed, Key=key)["Body"].read())
+        )
+        for key in quarantine
+    )
+    (record,) = parked[parked["detail"] == "design_id"]["record"]
+    design_id = json.loads(record)["design_id"]
+    design = later_versions(
+        "design", _packet_of("design").body, 1, 4, changes={"design_id": design_id}
+    )
+
+    _run_both((appended, rebuilt), [design])
+
+    assert output_files(appended) == output_files(rebuilt)
+    assert manifest_of(appended)["appended"]["fact_sales_order"] == []  # rebuilt in full
+    new_facts = set(output_files(appended)) - set(output_files(runs["increment"]))
+    assert any(key.startswith("fact_sales_order/") for key in new_facts)  # the fact un-parked

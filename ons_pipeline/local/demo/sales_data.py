@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ons_pipeline.resources.defaults import SOURCE_TABLES
-from ons_pipeline.sales.schema import SOURCE_COLUMNS
+from ons_pipeline.sales.schema import PRIMARY_KEYS, SOURCE_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -162,35 +162,44 @@ def land_packets(s3_client: S3Putter, bucket: str, packets: Iterable[Packet]) ->
     return keys
 
 
-def later_order_versions(
-    body: bytes, rows: int, packet_id: int, *, day: int = 1, bad: dict[str, Any] | None = None
+def later_versions(
+    table: str,
+    body: bytes,
+    rows: int,
+    packet_id: int,
+    *,
+    day: int = 1,
+    changes: dict[str, Any] | None = None,
+    bad: dict[str, Any] | None = None,
 ) -> Packet:
-    """A sales_order packet of `rows` later versions of distinct orders from `body`.
+    """A packet of `rows` later versions of distinct `table` rows from the packet `body`.
 
     Every version is updated on `day` of January 2031, after anything the generator writes
-    (one second apart, from midnight): the usual delivery,
-    which the sales assets append without reading the history. `bad`, if given, is merged into
-    the last line (e.g. `{"units_sold": -1}`) to plant a row the star step quarantines.
+    (one second apart, from midnight): the usual delivery, which the sales assets take
+    without reading the history. Orders sell one more unit; `changes` is merged into every
+    row and `bad`, if given, into the last one (e.g. `{"units_sold": -1}`).
     """
+    key = PRIMARY_KEYS[table]
     picked: dict[int, dict[str, Any]] = {}
     for line in body.splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and isinstance(record.get("sales_order_id"), int):
-            picked.setdefault(record["sales_order_id"], record)
+        if isinstance(record, dict) and isinstance(record.get(key), int):
+            picked.setdefault(record[key], record)
             if len(picked) == rows:
                 break
     out = []
     for offset, record in enumerate(picked.values()):
         hours, minutes, seconds = offset // 3600 % 24, offset // 60 % 60, offset % 60
         record["last_updated"] = f"2031-01-{day:02d}T{hours:02d}:{minutes:02d}:{seconds:02d}.000000"
-        record["units_sold"] = int(record.get("units_sold") or 0) + 1
-        out.append(record)
+        if table == "sales_order":
+            record["units_sold"] = int(record.get("units_sold") or 0) + 1
+        out.append({**record, **(changes or {})})
     if bad and out:
         out[-1].update(bad)
-    return Packet("sales_order", packet_id, b"".join(_line(record) for record in out))
+    return Packet(table, packet_id, b"".join(_line(record) for record in out))
 
 
 def generate_totesys(

@@ -10,7 +10,9 @@ process so its peak RSS (VmHWM) is its own:
               and `run_star_step` (recover, read the new part and the dimension tables,
               append facts, dates and quarantined rows through the commit protocol), every
               read and write over HTTP to moto's S3 and SSM;
-(full)        the same for a second packet (a day later) with the manifest's raw state
+(dimensions)  a staff packet (10 later versions, renamed) with another 1,000 orders: the
+              changed dimension is rebuilt from its own history, the facts still appended;
+(full)        the same for a further packet (a day later) with the manifest's raw state
               forgotten, so the star step rebuilds from the whole history as every run did
               before (by default on the smallest history only; `--full-at` names others).
 
@@ -126,6 +128,19 @@ def land_update(client: Any, directory: Path, size: int, packet_id: int, day: in
     client.put_object(Bucket=_storage(size).ingestion_bucket, Key=packet.key, Body=packet.body)
 
 
+def land_staff_update(client: Any, directory: Path, size: int) -> int:
+    """Ten staff members renamed, as the next staff packet; returns its id."""
+    from ons_pipeline.local.demo.sales_data import later_versions
+
+    packets = base._packet_files(directory, "staff")  # noqa: SLF001
+    first, last_id = packets[0][1], packets[-1][0]
+    packet = later_versions(
+        "staff", first.read_bytes(), 10, last_id + 1, day=2, changes={"first_name": "Ada"}
+    )
+    client.put_object(Bucket=_storage(size).ingestion_bucket, Key=packet.key, Body=packet.body)
+    return last_id + 1
+
+
 def _ratio_line(label: str, runs: list[tuple[int, dict[str, Any]]]) -> str:
     (small, a), (large, b) = runs[0], runs[-1]
     time_ratio = b["total_s"] / a["total_s"]
@@ -162,6 +177,7 @@ def main() -> None:
     from ons_pipeline.local.stack import LocalStack
 
     fast_runs: list[tuple[int, dict[str, Any]]] = []
+    dim_runs: list[tuple[int, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp, LocalStack(Path(tmp) / "stack") as stack:
         os.environ.update(stack.env)
         client = boto3.client("s3", region_name=REGION)
@@ -179,9 +195,15 @@ def main() -> None:
             assert fast["incremental"], fast
             fast_runs.append((size, fast))
             print(_line("incremental", fast))
+            staff_id = land_staff_update(client, directory, size)
+            land_update(client, directory, size, packet_id + 1, day=2)
+            dims = _run(size, {"staff": [staff_id], "sales_order": [packet_id + 1]})
+            assert dims["incremental"], dims
+            dim_runs.append((size, dims))
+            print(_line("with a dimension", dims))
             if size in full_at:
-                land_update(client, directory, size, packet_id + 1, day=2)
-                full = _run(size, {"sales_order": [packet_id + 1]}, forget_raw=True)
+                land_update(client, directory, size, packet_id + 2, day=3)
+                full = _run(size, {"sales_order": [packet_id + 2]}, forget_raw=True)
                 assert not full["incremental"], full
                 print(_line("full rebuild", full))
                 print(
@@ -191,6 +213,7 @@ def main() -> None:
             shutil.rmtree(directory, ignore_errors=True)
     if len(fast_runs) >= 2:
         print(_ratio_line("incremental", fast_runs))
+        print(_ratio_line("with a dimension", dim_runs))
 
 
 if __name__ == "__main__":

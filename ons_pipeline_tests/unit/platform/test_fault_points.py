@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ons_pipeline.platform.faults import commit_point
-from ons_pipeline.sales.commit import packet_ranges
+from ons_pipeline.sales.storage import packet_ranges
 from ons_pipeline.visits.schedules import automation_running
 
 

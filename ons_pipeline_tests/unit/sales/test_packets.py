@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from ons_pipeline.sales.packets import (
@@ -114,6 +115,29 @@ def test_duplicated_rows_finds_what_pandas_finds() -> None:
     assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected.tolist()
     assert not duplicated_rows(frame.iloc[:2], columns, ("id", "at")).any()
     assert duplicated_rows(frame.iloc[:0], columns, ("id",)).tolist() == []
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        ["2022-11-03T14:20:49.962000", "2022-11-03 14:20:49.962", "2022-11-03T14:20:49.962000"],
+        ["2022-11-03T14:20:49", "2022-11-03T14:20:49", "not a time"],
+        [None, "2022-11-03T14:20:49", None],
+    ],
+)
+def test_duplicated_rows_on_arrow_typed_rows_finds_what_pandas_finds(at: list) -> None:
+    """The reader's types: equal instants written differently are different rows."""
+    strings = pd.ArrowDtype(pa.string())
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([7, 7, 7, None, None, 8], dtype=pd.ArrowDtype(pa.int64())),
+            "at": pd.array([*at, *at], dtype=strings),
+            "value": pd.array(["x", "x", "x", "x", "x", "x"], dtype=strings),
+        }
+    )
+    columns = ["id", "at", "value"]
+    expected = frame.duplicated(subset=columns, keep="first").to_numpy().tolist()
+    assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected
 
 
 def test_bad_line_deep_in_a_large_packet_is_named_by_its_line_number() -> None:

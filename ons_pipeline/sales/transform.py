@@ -264,7 +264,9 @@ def normalise_source(table: str, frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     order = _delivery_order(frame)[kept]
     # Sorted once here by (key, last_updated, delivery): the latest version of a key is its
     # last row, and exact re-deliveries share a (key, last_updated) run next to each other.
-    ranked = np.lexsort((order, updated, key))
+    # np.lexsort is stable, so rows already in delivery order (a first load) need no third key.
+    in_order = bool((order[1:] > order[:-1]).all())
+    ranked = np.lexsort((updated, key) if in_order else (order, updated, key))
     rows = kept[ranked]
     out = pd.DataFrame(typed, index=frame.index).iloc[rows].reset_index(drop=True)
     out[_ORDER] = order[ranked]
@@ -294,10 +296,18 @@ def _delivery_order(frame: pd.DataFrame) -> np.ndarray:
     """Rank rows by delivery (packet, line) so a later delivery wins a tie on last_updated."""
     if PACKET_ID in frame.columns and LINE_NO in frame.columns:
         keys = (frame[LINE_NO].to_numpy(dtype="int64"), frame[PACKET_ID].to_numpy(dtype="int64"))
+        if _delivery_sorted(*keys):
+            return np.arange(len(frame), dtype=np.int64)
         order = np.empty(len(frame), dtype=np.int64)
         order[np.lexsort(keys)] = np.arange(len(frame))
         return order
     return np.arange(len(frame), dtype=np.int64)
+
+
+def _delivery_sorted(lines: np.ndarray, packets: np.ndarray) -> bool:
+    """Whether rows are already in (packet, line) order, as a history merged in order is."""
+    step = packets[1:] - packets[:-1]
+    return bool(((step > 0) | ((step == 0) & (lines[1:] > lines[:-1]))).all())
 
 
 def _coerce(values: pd.Series, kind: str) -> tuple[pd.Series, np.ndarray]:

@@ -366,7 +366,7 @@ def _chunk_shaped(chunk: pa.Array, kind: str) -> bool:
     if not np.isin(lengths, _WIDTHS[kind]).all():
         return False
     if (lengths != lengths[0]).any():
-        chunk = pc.utf8_rpad(chunk, len(shape), " ")  # pads code points: non-ASCII shows
+        chunk = pc.ascii_rpad(chunk, len(shape), " ")  # any non-ASCII byte fails below
     bounds = _offsets(chunk)
     width = int(bounds[1] - bounds[0])
     if bounds[-1] - bounds[0] != width * len(chunk):

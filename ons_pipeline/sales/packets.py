@@ -207,7 +207,9 @@ def _parse_line_by_line(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            # Strict UTF-8: json.loads(bytes) lets encoded surrogates through, which no
+            # Arrow string (nor Parquet) can hold.
+            record = json.loads(line.decode("utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             reason, detail = "malformed_json", str(error)
         else:

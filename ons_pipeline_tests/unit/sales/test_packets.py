@@ -70,11 +70,16 @@ def test_malformed_and_mistyped_lines_are_quarantined_and_the_rest_kept() -> Non
     assert parsed.lines == 5
 
 
-def test_invalid_utf8_line_is_quarantined() -> None:
-    body = jsonl(ROW) + b'{"currency_code": "\xff"}\n'
+@pytest.mark.parametrize(
+    "text",
+    [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82", b"\xf4\x90\x80\x80"],
+    ids=["stray byte", "surrogate", "overlong", "truncated", "past U+10FFFF"],
+)
+def test_invalid_utf8_line_is_quarantined(text: bytes) -> None:
+    body = jsonl(ROW) + b'{"currency_code": "' + text + b'"}\n' + jsonl({**ROW, "currency_id": 2})
     parsed = parse_packet("currency", 1, body)
-    assert len(parsed.rows) == 1
-    assert parsed.malformed["reason"].tolist() == ["malformed_json"]
+    assert parsed.rows["currency_id"].tolist() == [1, 2]
+    assert parsed.malformed[["line", "reason"]].values.tolist() == [[2, "malformed_json"]]
 
 
 def test_missing_key_is_kept_for_the_transform_to_judge() -> None:

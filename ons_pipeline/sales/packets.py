@@ -296,13 +296,14 @@ def duplicated_rows(
     update time) first narrow the rows that can repeat; only those are compared in full.
     """
     candidates = np.ones(len(frame), dtype=bool)
-    codes: list[np.ndarray] = []
+    mixed = np.zeros(len(frame), dtype=np.uint64)  # the narrowing columns hashed so far
     for name in narrowing:
         if not candidates.any():
             return candidates
-        codes.append(_narrowing_codes(frame[name]))
-        subset = {depth: values[candidates] for depth, values in enumerate(codes)}
-        candidates[candidates] = pd.DataFrame(subset).duplicated(keep=False).to_numpy()
+        codes = _narrowing_codes(frame[name])[candidates].view(np.uint64)
+        mixed[candidates] = mixed[candidates] * _MIX + codes  # wraps: a collision only widens
+        repeats = pd.Series(mixed[candidates]).duplicated(keep=False).to_numpy()
+        candidates[candidates] = repeats
     repeated = np.zeros(len(frame), dtype=bool)
     if candidates.any():
         repeated[candidates] = frame[candidates].duplicated(subset=columns, keep="first").to_numpy()
@@ -310,6 +311,7 @@ def duplicated_rows(
 
 
 _NULL_CODE: Final = np.iinfo(np.int64).min
+_MIX: Final = np.uint64(0x9E3779B97F4A7C15)  # odd: multiplying by it loses no bits
 
 
 def _narrowing_codes(values: pd.Series) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from ons_pipeline.sales.packets import (
@@ -69,11 +70,16 @@ def test_malformed_and_mistyped_lines_are_quarantined_and_the_rest_kept() -> Non
     assert parsed.lines == 5
 
 
-def test_invalid_utf8_line_is_quarantined() -> None:
-    body = jsonl(ROW) + b'{"currency_code": "\xff"}\n'
+@pytest.mark.parametrize(
+    "text",
+    [b"\xff", b"\xed\xa0\x80", b"\xc0\xaf", b"\xe2\x82", b"\xf4\x90\x80\x80"],
+    ids=["stray byte", "surrogate", "overlong", "truncated", "past U+10FFFF"],
+)
+def test_invalid_utf8_line_is_quarantined(text: bytes) -> None:
+    body = jsonl(ROW) + b'{"currency_code": "' + text + b'"}\n' + jsonl({**ROW, "currency_id": 2})
     parsed = parse_packet("currency", 1, body)
-    assert len(parsed.rows) == 1
-    assert parsed.malformed["reason"].tolist() == ["malformed_json"]
+    assert parsed.rows["currency_id"].tolist() == [1, 2]
+    assert parsed.malformed[["line", "reason"]].values.tolist() == [[2, "malformed_json"]]
 
 
 def test_missing_key_is_kept_for_the_transform_to_judge() -> None:
@@ -114,6 +120,29 @@ def test_duplicated_rows_finds_what_pandas_finds() -> None:
     assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected.tolist()
     assert not duplicated_rows(frame.iloc[:2], columns, ("id", "at")).any()
     assert duplicated_rows(frame.iloc[:0], columns, ("id",)).tolist() == []
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        ["2022-11-03T14:20:49.962000", "2022-11-03 14:20:49.962", "2022-11-03T14:20:49.962000"],
+        ["2022-11-03T14:20:49", "2022-11-03T14:20:49", "not a time"],
+        [None, "2022-11-03T14:20:49", None],
+    ],
+)
+def test_duplicated_rows_on_arrow_typed_rows_finds_what_pandas_finds(at: list) -> None:
+    """The reader's types: equal instants written differently are different rows."""
+    strings = pd.ArrowDtype(pa.string())
+    frame = pd.DataFrame(
+        {
+            "id": pd.array([7, 7, 7, None, None, 8], dtype=pd.ArrowDtype(pa.int64())),
+            "at": pd.array([*at, *at], dtype=strings),
+            "value": pd.array(["x", "x", "x", "x", "x", "x"], dtype=strings),
+        }
+    )
+    columns = ["id", "at", "value"]
+    expected = frame.duplicated(subset=columns, keep="first").to_numpy().tolist()
+    assert duplicated_rows(frame, columns, ("id", "at")).tolist() == expected
 
 
 def test_bad_line_deep_in_a_large_packet_is_named_by_its_line_number() -> None:

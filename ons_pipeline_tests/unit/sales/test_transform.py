@@ -383,3 +383,31 @@ def test_row_order_of_the_history_does_not_change_the_star_tables() -> None:
     accounting = first.accounting.set_index("table")
     assert accounting.loc["sales_order", "deduplicated"] == 1
     pd.testing.assert_frame_equal(first.accounting, second.accounting)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "2022-11-03T14:20:49+01:00",  # a width the shape allows, an offset it does not
+        "2022-11-03T14:20:49.1234567",
+        "2022-11-03T14:20:49.",
+        "2022-11-03T14:20:4\u0669",  # a digit of another script
+        "2022-11-03t14:20:49.962000",
+        "2022-11-03T14:20:49.96200 ",
+        "2022-11-03",
+        "2022-13-03T14:20:49.962000",  # the right shape, an impossible month
+    ],
+)
+def test_malformed_timestamp_is_quarantined_among_both_usual_widths(bad: str) -> None:
+    """Text times come in two widths (no fraction when it is zero); a third shape is caught."""
+    rows = [
+        currency(1, updated="2022-11-03T14:20:49"),
+        currency(2, updated=TS),
+        currency(3, updated=bad),
+        currency(4, updated="2022-11-03 14:20:49.9"),
+    ]
+    result = build_star_schema({"currency": pd.DataFrame(rows)})
+    assert result.quarantine[["id", "reason", "detail"]].values.tolist() == [
+        ["3", "invalid_value", "last_updated"]
+    ]
+    assert result.tables["dim_currency"]["currency_id"].tolist() == [1, 2, 4]

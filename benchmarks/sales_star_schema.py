@@ -1,6 +1,6 @@
 """Benchmark: ToteSys JSONL packets -> seven star tables -> Parquet bytes.
 
-Three measurements, each measured path in a fresh child process so its peak RSS is its own:
+Two measurements, each measured path in a fresh child process so its peak RSS is its own:
 
 (a) first load: N sales-order versions (default 1,000,000) with proportionate dimensions,
     end to end (JSON decode, raw-history merge, star transform, Parquet of the raw history
@@ -10,16 +10,14 @@ Three measurements, each measured path in a fresh child process so its peak RSS 
     seed's transform as public ToteSys projects write it (`pd.read_json(lines=True)` per
     packet, latest version per dimension, one merge per dimension, `.dt.date`/`.dt.time`,
     `DataFrame.to_parquet`); the ratio of the two times is printed;
-(c) one run that lands a single 1,000-row sales_order packet on histories of 1 M and 4 M
-    versions: the run's time and peak memory on each (floor: the 4 M run at most 1.5x the
-    1 M run in both), so the cost of a small packet against the history is visible.
+A single new packet on histories of 1 M and 4 M versions is `sales_increment.py`'s, which
+runs the sales code itself against moto's S3.
 
 The corpus is generated without planted bad lines: `pd.read_json` refuses a whole packet
 with one broken line, so the comparison could not run on it (the quarantine path is covered
 by the tests, not timed here).
 
     python benchmarks/sales_star_schema.py [--orders 1000000] [--repeat 1]
-        [--histories 1000000 4000000] [--skip-first-load] [--skip-incremental]
 
 `--repeat N` runs (a) N times, each in a fresh child, prints every run with the load average
 around it and judges the fastest: on a shared machine other work stretches wall time.
@@ -45,7 +43,7 @@ if TYPE_CHECKING:
 
 FLOOR_SECONDS = 3.5
 FLOOR_RSS_GB = 1.0
-FLOOR_GROWTH = 1.5  # (c): the larger history's run over the smaller one's, time and memory
+FLOOR_GROWTH = 1.5  # sales_increment.py: the larger history's run over the smaller one's
 NEW_PACKET_ROWS = 1_000
 
 
@@ -271,96 +269,6 @@ def run_pandas_baseline(directory: Path) -> dict[str, object]:
     }
 
 
-def prepare_state(directory: Path, state: Path) -> int:
-    """The stored state after every packet under `directory`: raw histories and snapshots.
-
-    Returns the next sales_order packet id. Runs in a child process (4 M versions take
-    several GB with today's code).
-    """
-    from ons_pipeline.sales.outputs import to_parquet_bytes
-    from ons_pipeline.sales.packets import empty_rows, history_schema, merge_history, parse_packet
-    from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
-    from ons_pipeline.sales.transform import SOURCE_TABLES, build_star_schema
-
-    schemas = {**STAR_SCHEMAS, "quarantine": QUARANTINE_SCHEMA}
-    raw = {}
-    (state / "raw").mkdir(parents=True)
-    (state / "star").mkdir()
-    for table in SOURCE_TABLES:
-        packets = [
-            parse_packet(table, packet_id, path.read_bytes())
-            for packet_id, path in _packet_files(directory, table)
-        ]
-        raw[table] = merge_history(empty_rows(table), packets, table)
-        (state / "raw" / f"{table}.parquet").write_bytes(
-            to_parquet_bytes(raw[table], history_schema(table))
-        )
-    result = build_star_schema(raw)
-    for name, frame in {**result.tables, "quarantine": result.quarantine}.items():
-        (state / "star" / f"{name}.parquet").write_bytes(to_parquet_bytes(frame, schemas[name]))
-    return len(_packet_files(directory, "sales_order")) + 1
-
-
-def new_packet(directory: Path, rows: int) -> bytes:
-    """`rows` later versions of distinct orders from the last sales_order packet, as JSONL."""
-    last = _packet_files(directory, "sales_order")[-1][1]
-    picked: dict[int, dict[str, Any]] = {}
-    with last.open("rb") as lines:
-        for line in lines:
-            record = json.loads(line)
-            picked.setdefault(record["sales_order_id"], record)
-            if len(picked) == rows:
-                break
-    out = []
-    for offset, record in enumerate(picked.values()):
-        record["last_updated"] = f"2031-01-01T00:{offset // 60 % 60:02d}:{offset % 60:02d}.000000"
-        record["units_sold"] += 1
-        out.append(json.dumps(record))
-    return ("\n".join(out) + "\n").encode()
-
-
-def run_incremental(state: Path, packet_id: int, body: bytes) -> dict[str, object]:
-    """(c) One run of the sales assets' data path for one new packet, as the code stands.
-
-    The raw step loads every table's history, merges the packet and rewrites the changed
-    history; the star step loads every history again, rebuilds all seven tables, and diffs
-    each against its stored snapshot. Object-store I/O is local files here.
-    """
-    from ons_pipeline.sales.outputs import changed_rows, from_parquet_bytes, to_parquet_bytes
-    from ons_pipeline.sales.packets import history_schema, merge_history, parse_packet
-    from ons_pipeline.sales.schema import QUARANTINE_SCHEMA, STAR_SCHEMAS
-    from ons_pipeline.sales.transform import SOURCE_TABLES, build_star_schema
-
-    schemas = {**STAR_SCHEMAS, "quarantine": QUARANTINE_SCHEMA}
-    started = time.perf_counter()
-    packet = parse_packet("sales_order", packet_id, body)
-    for table in SOURCE_TABLES:  # the raw step
-        history = from_parquet_bytes((state / "raw" / f"{table}.parquet").read_bytes())
-        if table == "sales_order":
-            merged = merge_history(history, [packet], table)
-            (state / "raw" / f"{table}.parquet").write_bytes(
-                to_parquet_bytes(merged, history_schema(table))
-            )
-        del history
-    raw = {
-        table: from_parquet_bytes((state / "raw" / f"{table}.parquet").read_bytes())
-        for table in SOURCE_TABLES
-    }
-    result = build_star_schema(raw)
-    changed = {}
-    for name, frame in {**result.tables, "quarantine": result.quarantine}.items():
-        snapshot = to_parquet_bytes(frame, schemas[name])
-        previous = from_parquet_bytes((state / "star" / f"{name}.parquet").read_bytes())
-        delta = changed_rows(from_parquet_bytes(snapshot), previous)
-        to_parquet_bytes(delta, schemas[name])
-        changed[name] = len(delta)
-    return {
-        "total_s": time.perf_counter() - started,
-        "peak_rss_gb": _peak_rss_gb(),
-        "changed_rows": changed,
-    }
-
-
 def _child(*args: str) -> dict[str, Any]:
     done = subprocess.run(
         [sys.executable, __file__, *args], check=True, capture_output=True, text=True
@@ -421,65 +329,21 @@ def first_load(orders: int, repeat: int) -> None:
     )
 
 
-def incremental(histories: list[int]) -> None:
-    runs = []
-    for orders in histories:
-        with tempfile.TemporaryDirectory() as tmp:
-            directory, state = Path(tmp) / "packets", Path(tmp) / "state"
-            t0 = time.perf_counter()
-            generate(directory, orders)
-            packet_id = _child("--child-prepare", str(directory), str(state))["packet_id"]
-            packet = Path(tmp) / "new.jsonl"
-            packet.write_bytes(new_packet(directory, NEW_PACKET_ROWS))
-            prepared = time.perf_counter() - t0
-            figures = _child("--child-run", str(state), str(packet_id), str(packet))
-        runs.append((orders, figures))
-        print(
-            f"(c) {NEW_PACKET_ROWS:,}-row packet on {orders:,} versions: "
-            f"{figures['total_s']:.2f} s, peak {figures['peak_rss_gb']:.2f} GB "
-            f"(history prepared in {prepared:.0f} s; changed rows "
-            f"{figures['changed_rows']['fact_sales_order']:,} fact)"
-        )
-    if len(runs) >= 2:
-        (small, a), (large, b) = runs[0], runs[-1]
-        time_ratio = b["total_s"] / a["total_s"]
-        rss_ratio = b["peak_rss_gb"] / a["peak_rss_gb"]
-        print(
-            f"    {large:,} over {small:,}: time {time_ratio:.2f}x, memory {rss_ratio:.2f}x "
-            f"(floor <= {FLOOR_GROWTH}x both): "
-            f"{'yes' if max(time_ratio, rss_ratio) <= FLOOR_GROWTH else 'NO'}"
-        )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=1_000_000)
     parser.add_argument(
         "--repeat", type=int, default=1, help="first-load runs; the fastest is judged"
     )
-    parser.add_argument("--histories", type=int, nargs="+", default=[1_000_000, 4_000_000])
-    parser.add_argument("--skip-first-load", action="store_true")
-    parser.add_argument("--skip-incremental", action="store_true")
     parser.add_argument("--child-pipeline", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--child-pandas", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--child-prepare", type=Path, nargs=2, help=argparse.SUPPRESS)
-    parser.add_argument("--child-run", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_pipeline:
         print(json.dumps(run_pipeline(args.child_pipeline)))
     elif args.child_pandas:
         print(json.dumps(run_pandas_baseline(args.child_pandas)))
-    elif args.child_prepare:
-        print(json.dumps({"packet_id": prepare_state(*args.child_prepare)}))
-    elif args.child_run:
-        state, packet_id, packet = args.child_run
-        body = Path(packet).read_bytes()
-        print(json.dumps(run_incremental(Path(state), int(packet_id), body)))
     else:
-        if not args.skip_first_load:
-            first_load(args.orders, args.repeat)
-        if not args.skip_incremental:
-            incremental(args.histories)
+        first_load(args.orders, args.repeat)
 
 
 if __name__ == "__main__":

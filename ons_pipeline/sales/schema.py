@@ -308,7 +308,7 @@ COLUMN_DESCRIPTIONS: Final[dict[str, str]] = {
     "year": "Calendar year.",
     "month": "Month number, 1-12.",
     "day": "Day of the month, 1-31.",
-    "day_of_week": "ISO day of the week, 1 (Monday) to 7 (Sunday).",
+    "day_of_week": "Day of the week, 0 (Monday) to 6 (Sunday), as the contract states.",
     "day_name": "English name of the weekday.",
     "month_name": "English name of the month.",
     "quarter": "Calendar quarter, 1-4.",

@@ -148,11 +148,7 @@ def _incremental(
 
     None when a dimension change could move stored facts (see `_needs_history`).
     """
-    committed = {
-        table: load_table(s3, storage, manifest, table)
-        for table in (*DIMENSIONS, "dim_date", QUARANTINE_TABLE)
-    }
-    committed = {t: frame if frame is not None else _empty(t) for t, frame in committed.items()}
+    committed = {table: _load(s3, storage, manifest, table) for table in (*DIMENSIONS, "dim_date")}
     dims = {table: committed[table] for table in DIMENSIONS}
     accounting = pd.DataFrame(manifest.accounting)
     replaced: dict[str, pd.DataFrame] = {}
@@ -164,7 +160,8 @@ def _incremental(
             if table != "sales_order"
         }
         rebuilt = build_star_schema({**sources, "sales_order": empty_rows("sales_order")})
-        reason = _needs_history(dims, rebuilt, committed[QUARANTINE_TABLE])
+        quarantine = _load(s3, storage, manifest, QUARANTINE_TABLE)  # only a dimension needs it
+        reason = _needs_history(dims, rebuilt, quarantine)
         if reason:
             log.info(f"Full rebuild instead: {reason}")
             return None
@@ -285,6 +282,13 @@ def _full(
     )
     manifest, published = publish(log, s3, ssm, storage, manifest, entry, replaced=outputs)
     return StarRun(False, result.tables, result.quarantine, result.accounting, published, manifest)
+
+
+def _load(
+    s3: ObjectStoreResource, storage: SalesStorageResource, manifest: Manifest, table: str
+) -> pd.DataFrame:
+    frame = load_table(s3, storage, manifest, table)
+    return frame if frame is not None else _empty(table)
 
 
 def _empty(table: str) -> pd.DataFrame:

@@ -38,8 +38,8 @@ import pyarrow as pa
 
 from ons_pipeline.energy.migration.export import Window, query_pages, window_query
 from ons_pipeline.energy.migration.steps import compare_window
-from ons_pipeline.energy.migration.unload import UnloadTarget, delete_export
-from ons_pipeline.energy.migration.window import migrate_window, overlapped
+from ons_pipeline.energy.migration.unload import UnloadTarget, delete_export, unload_window
+from ons_pipeline.energy.migration.window import ahead, migrate_window, overlapped
 from ons_pipeline.local.moto_server import SEED_PATH
 from ons_pipeline.local.stack import LocalStack
 from ons_pipeline.resources import InfluxDBResource, TimestreamResource
@@ -184,7 +184,20 @@ def main() -> None:
             started = time.perf_counter()
             migrated = written = differing = 0
 
-            def work(day: str, influxdb: Any = influxdb, unload: Any = unload) -> Any:
+            def export(day: str, unload: Any = unload) -> Any:
+                if unload is None:
+                    return None
+                return unload_window(
+                    query,
+                    unload,
+                    database=DATABASE,
+                    table=TABLE,
+                    dataset="generation",
+                    window=Window.day(day),
+                )
+
+            def work(item: tuple[str, Any], influxdb: Any = influxdb, unload: Any = unload) -> Any:
+                day, exported = item
                 return migrate_window(
                     query,
                     influxdb,
@@ -194,16 +207,18 @@ def main() -> None:
                     bucket=influxdb.bucket,
                     window=Window.day(day),
                     unload=unload,
+                    exported=exported,
                 )
 
-            def check(day: str, outcome: Any, influxdb: Any = influxdb) -> Any:
-                diffs, _ = compare_window(timestream, influxdb, "generation", Window.day(day))
+            def check(item: tuple[str, Any], outcome: Any, influxdb: Any = influxdb) -> Any:
+                diffs, _ = compare_window(timestream, influxdb, "generation", Window.day(item[0]))
                 if outcome.export is not None and not diffs:
                     delete_export(s3, outcome.export.bucket, outcome.export.folder)
                 return outcome, diffs
 
-            # As the migration asset runs a range: each window's comparison beside the next.
-            for _, (outcome, diffs) in overlapped(days, work, check):
+            # As the migration asset runs a range: the next window exported while this one
+            # is written and the previous one compared.
+            for _, (outcome, diffs) in overlapped(ahead(days, export), work, check):
                 migrated += outcome.records
                 written += outcome.written.lines_written
                 differing += len(diffs)

@@ -122,7 +122,7 @@ def timestream_stats(
 def influxdb_stats(
     influxdb: InfluxDBResource, bucket: str, dataset: str, window: Window
 ) -> dict[SeriesKey, SeriesStats]:
-    """Per series and field: count and sum in one query, then first and last time per field."""
+    """Per series and field: count and sum in one query, then first and last per field."""
     measurement = quote_identifier(MEASUREMENT[dataset])
     where = "WHERE time >= $start AND time < $end GROUP BY *"
     params = {"start": window.start_ns, "end": window.end_ns}
@@ -149,14 +149,9 @@ def influxdb_stats(
                     int(values[f"n_{name}"]), float(values[f"s_{name}"] or 0.0)
                 )
                 present.add(name)
-    # First and last time per series: a raw read of one point each way, which influxd stops
-    # after that point (its cursors are time-ordered), where first()/last() scan the window.
     for name in sorted(present):
-        for selector, order in (("first", "ASC"), ("last", "DESC")):
-            statement = (
-                f"SELECT {quote_identifier(name)} FROM {measurement} {where} "  # nosec B608  # quoted names; values bound
-                f"ORDER BY time {order} LIMIT 1"
-            )
+        for selector in ("first", "last"):
+            statement = f"SELECT {selector}({quote_identifier(name)}) FROM {measurement} {where}"  # nosec B608  # quoted names; values bound
             for item in influxdb.influxql(bucket, statement, params):
                 tags = tuple(sorted((k, v) for k, v in (item.get("tags") or {}).items() if v))
                 if (tags, name) in stats:

@@ -498,7 +498,7 @@ def test_blue_green_check_fails_the_run_when_the_stores_diverge(stores: Stores) 
 def test_influxdb_side_gives_each_series_its_own_count_and_first_and_last_time(
     stores: Stores,
 ) -> None:
-    """First/last come from one-point reads each way; they must match the points held."""
+    """Count, first and last time per series must match the points InfluxDB holds."""
     stores.load(
         f"dataset=generation/year=2024/month=01/long_{DAY}.parquet", long_file(DAY), stores.direct
     )

@@ -123,6 +123,7 @@ def query(self: TimestreamWriteResponse) -> str:
             self._get_param("MaxRows"),
             self._get_param("NextToken"),
             put,
+            scope=(self.current_account, self.region),
         )
     except TimestreamValidationError as error:
         raise ValidationError(str(error)) from error

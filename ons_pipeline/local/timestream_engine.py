@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 import threading
@@ -33,7 +34,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Hashable, Mapping
 
     Put = Callable[[str, str, bytes], None]  # (bucket, key, body) into S3
 
@@ -51,6 +52,9 @@ _MEASURE_TYPES: Final = {
 }
 _VERSION: Final = "_version"
 _SEQ: Final = "_seq"
+# Each table's content gets a number no other content ever had, so a query's catalog can tell
+# whether the copy it holds is current (even of a table dropped and made again).
+_CONTENT_VERSIONS: Final = itertools.count(1)
 # Timestream's time functions that DuckDB spells differently.
 _MACROS: Final = (
     "CREATE MACRO from_nanoseconds(n) AS make_timestamp_ns(CAST(n AS BIGINT))",
@@ -83,6 +87,7 @@ class TableStore:
         self._parts: list[pa.Table] = []
         self._current: pa.Table | None = None  # deduplicated, with _version and _seq
         self._seq = 0
+        self.version = 0  # of the content `snapshot` returns (`_CONTENT_VERSIONS`)
         self.dimensions: dict[str, None] = {}  # ordered set, in order of first appearance
         self.measures: dict[str, pa.DataType] = {}
 
@@ -166,21 +171,28 @@ class TableStore:
 
     def snapshot(self) -> pa.Table:
         """The table's live records (one per dimensions + measure name + time)."""
+        return self.versioned_snapshot()[1]
+
+    def versioned_snapshot(self) -> tuple[int, pa.Table]:
+        """`snapshot()` and its content's version, read together."""
         with self._lock:
             if self._pending:
                 self._parts.append(self._pending_table())
                 self._pending = []
-            if self._parts:
-                parts = [self._current] if self._current is not None else []
-                combined = pa.concat_tables([*parts, *self._parts], promote_options="default")
-                self._current = self._deduplicated(combined)
-                self._parts = []
+            if self._parts or not self.version:
+                if self._parts:
+                    parts = [self._current] if self._current is not None else []
+                    combined = pa.concat_tables([*parts, *self._parts], promote_options="default")
+                    self._current = self._deduplicated(combined)
+                    self._parts = []
+                self.version = next(_CONTENT_VERSIONS)
             if self._current is None:
-                return pa.table({"measure_name": pa.array([], pa.string())}).append_column(
-                    "time", pa.array([], pa.timestamp("ns"))
-                )
+                return self.version, pa.table(
+                    {"measure_name": pa.array([], pa.string())}
+                ).append_column("time", pa.array([], pa.timestamp("ns")))
             order = [*self.dimensions, "measure_name", "time", *self.measures]
-            return self._current.select([c for c in order if c in self._current.column_names])
+            columns = [c for c in order if c in self._current.column_names]
+            return self.version, self._current.select(columns)
 
     def _deduplicated(self, table: pa.Table) -> pa.Table:
         import duckdb
@@ -269,12 +281,62 @@ def render_rows(table: pa.Table) -> pa.Array:
     return pc.binary_join_element_wise(*pieces, "]}", "")
 
 
+class _Catalog:
+    """One DuckDB database holding each stored table sorted by time, copied when it changes.
+
+    Timestream stores records partitioned by time, so a query over a window reads that
+    window. A native DuckDB table sorted by time does the same through the min/max it keeps
+    per row group, where a view over the Arrow snapshot made every query read every record
+    (the migration asks three questions of each day of a table holding years).
+    """
+
+    def __init__(self) -> None:
+        import duckdb
+
+        self._lock = threading.Lock()
+        self._db = duckdb.connect(config={"enable_external_access": False})
+        for macro in _MACROS:
+            self._db.execute(macro)
+        self._db.execute("SET lock_configuration = true")
+        self._held: dict[tuple[str, str], int] = {}  # table -> content version copied
+        self._schemas: set[str] = set()
+
+    def cursor(self, tables: Mapping[tuple[str, str], TableStore]) -> tuple[Any, int]:
+        """A cursor over every table as stored now, and the bytes those tables hold."""
+        scanned = 0
+        with self._lock:
+            for (database, table), store in tables.items():
+                version, snapshot = store.versioned_snapshot()
+                scanned += snapshot.nbytes
+                if self._held.get((database, table)) != version:
+                    self._copy(database, table, snapshot)
+                    self._held[(database, table)] = version
+            for database, table in [key for key in self._held if key not in tables]:
+                self._db.execute(f"DROP TABLE IF EXISTS {_quote(database)}.{_quote(table)}")
+                del self._held[(database, table)]
+            return self._db.cursor(), scanned
+
+    def _copy(self, database: str, table: str, snapshot: pa.Table) -> None:
+        if database not in self._schemas:
+            self._db.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(database)}")
+            self._schemas.add(database)
+        self._db.register("__snapshot", snapshot)
+        try:
+            self._db.execute(
+                f"CREATE OR REPLACE TABLE {_quote(database)}.{_quote(table)} AS "  # nosec B608  # quoted names of stored tables
+                "SELECT * FROM __snapshot ORDER BY time"
+            )
+        finally:
+            self._db.unregister("__snapshot")
+
+
 class TimestreamQueryEngine:
     """Runs queries over table snapshots and serves their pages by `NextToken`."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._results: OrderedDict[str, tuple[_Result, int]] = OrderedDict()
+        self._catalogs: dict[Hashable, _Catalog] = {}  # per scope
 
     def query(
         self,
@@ -283,8 +345,12 @@ class TimestreamQueryEngine:
         max_rows: int | None = None,
         next_token: str | None = None,
         put: Put | None = None,
+        scope: Hashable = None,
     ) -> str:
         """The Query response as JSON text; an UNLOAD writes its objects through `put`.
+
+        `scope` names whose tables `tables` are (an account and region): each scope's
+        tables are held apart, as Timestream's are.
 
         Raises:
             TimestreamValidationError: not one SELECT (or UNLOAD of one), unknown table or
@@ -294,7 +360,7 @@ class TimestreamQueryEngine:
         if unload is not None:
             if put is None:
                 raise TimestreamValidationError("UNLOAD is not available here")
-            return self._unload(tables, unload, put)
+            return self._unload(tables, unload, put, scope)
         if max_rows is not None and not 1 <= int(max_rows) <= MAX_ROWS_LIMIT:
             raise TimestreamValidationError(
                 f"MaxRows must be between 1 and {MAX_ROWS_LIMIT}, got {max_rows}"
@@ -302,13 +368,17 @@ class TimestreamQueryEngine:
         if next_token:
             result, offset = self._resume(next_token, query_string)
         else:
-            result, offset = self._run(tables, query_string), 0
+            result, offset = self._run(tables, query_string, scope), 0
         return self._page(result, offset, int(max_rows) if max_rows else None)
 
     def _unload(
-        self, tables: Mapping[tuple[str, str], TableStore], request: UnloadRequest, put: Put
+        self,
+        tables: Mapping[tuple[str, str], TableStore],
+        request: UnloadRequest,
+        put: Put,
+        scope: Hashable,
     ) -> str:
-        result = self._run(tables, request.select)
+        result = self._run(tables, request.select, scope)
         objects, metadata_key, manifest_key = unload_objects(request, result.table, result.query_id)
         for key, body in objects:
             try:
@@ -355,7 +425,9 @@ class TimestreamQueryEngine:
             raise TimestreamValidationError("The QueryString must match the NextToken's query")
         return entry[0], int(offset)
 
-    def _run(self, tables: Mapping[tuple[str, str], TableStore], query_string: str) -> _Result:
+    def _run(
+        self, tables: Mapping[tuple[str, str], TableStore], query_string: str, scope: Hashable
+    ) -> _Result:
         import duckdb
 
         try:
@@ -364,26 +436,17 @@ class TimestreamQueryEngine:
             raise TimestreamValidationError(str(error)) from error
         if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
             raise TimestreamValidationError("Only one SELECT statement is supported")
-        scanned = 0
-        with duckdb.connect(config={"enable_external_access": False}) as con:
-            schemas: set[str] = set()
-            for index, ((database, table), store) in enumerate(tables.items()):
-                snapshot = store.snapshot()
-                scanned += snapshot.nbytes
-                con.register(f"__ts_{index}", snapshot)
-                if database not in schemas:
-                    con.execute(f"CREATE SCHEMA {_quote(database)}")
-                    schemas.add(database)
-                con.execute(
-                    f"CREATE VIEW {_quote(database)}.{_quote(table)} AS SELECT * FROM __ts_{index}"  # nosec B608  # quoted names of stored tables
-                )
-            for macro in _MACROS:
-                con.execute(macro)
-            con.execute("SET lock_configuration = true")
-            try:
-                answer = con.execute(query_string).to_arrow_table()
-            except duckdb.Error as error:
-                raise TimestreamValidationError(str(error)) from error
+        with self._lock:
+            if scope not in self._catalogs:
+                self._catalogs[scope] = _Catalog()
+            catalog = self._catalogs[scope]
+        cursor, scanned = catalog.cursor(tables)
+        try:
+            answer = cursor.execute(query_string).to_arrow_table()
+        except duckdb.Error as error:
+            raise TimestreamValidationError(str(error)) from error
+        finally:
+            cursor.close()
         column_info = [
             {"Name": name, "Type": {"ScalarType": _scalar_type(kind)}}
             for name, kind in zip(answer.column_names, answer.schema.types, strict=True)

@@ -37,8 +37,13 @@ from dagster import (
 )
 
 from ons_pipeline.energy.migration.export import Window
-from ons_pipeline.energy.migration.steps import check_window, compare_window, write_window
-from ons_pipeline.energy.migration.window import overlapped
+from ons_pipeline.energy.migration.steps import (
+    check_window,
+    compare_window,
+    export_window,
+    write_window,
+)
+from ons_pipeline.energy.migration.window import ahead, overlapped
 from ons_pipeline.energy.schema import COLUMN_DESCRIPTIONS, DATASETS, PROCESSED_SCHEMA
 from ons_pipeline.platform.metadata import OWNERS, asset_tags, column_schema_metadata
 from ons_pipeline.resources import (
@@ -103,15 +108,20 @@ def build_migration_asset(dataset: str) -> AssetsDefinition:
         s3: ObjectStoreResource,
         energy_storage: EnergyStorageResource,
     ) -> Iterator[AssetCheckEvaluation | AssetMaterialization | Output[None]]:
-        # A window's comparison runs while the next window is exported and written.
-        checked = overlapped(
+        # Three windows in flight: the next one exported while this one is written and the
+        # previous one compared.
+        exported = ahead(
             context.partition_keys,
-            lambda day: write_window(dataset, day, timestream, influxdb, s3, energy_storage),
+            lambda day: export_window(dataset, day, timestream, influxdb, s3, energy_storage),
+        )
+        checked = overlapped(
+            exported,
+            lambda item: write_window(dataset, item[1], timestream, influxdb),
             lambda _, written: check_window(
                 context, dataset, written, timestream, influxdb, s3, energy_storage
             ),
         )
-        for day, (passed, metadata, check_metadata) in checked:
+        for (day, _), (passed, metadata, check_metadata) in checked:
             yield AssetCheckEvaluation(
                 asset_key=key,
                 check_name=WINDOW_CHECK,

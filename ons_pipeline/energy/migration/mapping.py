@@ -84,10 +84,12 @@ def _file_frame(table: pa.Table, dataset: str, layout: str) -> pd.DataFrame:
     ns = pc.cast(pc.cast(table["time"], pa.timestamp("ns")), pa.int64())
     times = pd.to_datetime(ns.to_numpy(zero_copy_only=False), unit="ns", utc=True)
     frame = pd.DataFrame({"timestamp": times})
+    # Categoricals as they are: `prepare` checks each distinct value once, while an object
+    # array (what `to_numpy` would give) costs it a Python call per row.
     for tag in ("region", DIMENSION[dataset], *OPTIONAL_TAGS):
-        frame[tag] = _text_column(table, tag).to_numpy()
+        frame[tag] = _text_column(table, tag).array
     if layout == "long":
-        frame["unit"] = _text_column(table, "unit").to_numpy()
+        frame["unit"] = _text_column(table, "unit").array
         frame["value"] = _float_column(table, LONG_VALUE)
     else:
         for name in WIDE_FIELDS[dataset]:

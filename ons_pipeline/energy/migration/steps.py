@@ -1,8 +1,9 @@
 """One migration window's steps, as the migration assets run them: write, then compare.
 
-`write_window` exports a day from Timestream and writes it to InfluxDB; `check_window`
-compares the two stores for that day, quarantines what could not be mapped and says whether
-the window is migrated. Errors become the run's `Failure`, transient ones retryable.
+`export_window` checks InfluxDB and exports a day from Timestream (UNLOAD), `write_window`
+writes it to InfluxDB; `check_window` compares the two stores for that day, quarantines what
+could not be mapped and says whether the window is migrated. Errors become the run's
+`Failure`, transient ones retryable.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from ons_pipeline.energy.migration.export import (
     TimestreamQueryUnavailableError,
     Window,
 )
-from ons_pipeline.energy.migration.unload import EXPORT_MODES, UnloadTarget, delete_export
+from ons_pipeline.energy.migration.unload import (
+    EXPORT_MODES,
+    Export,
+    UnloadTarget,
+    delete_export,
+    unload_window,
+)
 from ons_pipeline.energy.migration.validate import differences, influxdb_stats, timestream_stats
 from ons_pipeline.energy.migration.window import WindowOutcome, migrate_window
 from ons_pipeline.energy.schema import MEASUREMENT
@@ -113,18 +120,33 @@ class Written:
     outcome: WindowOutcome
 
 
-def write_window(
+@dataclass
+class Exported:
+    """A window checked for (InfluxDB reachable, bucket there) and, by UNLOAD, exported."""
+
+    day: str
+    window: Window
+    bucket: str
+    mode: str
+    started: float
+    unload: UnloadTarget | None
+    export: Export | None
+
+
+def export_window(
     dataset: str,
     day: str,
     timestream: TimestreamResource,
     influxdb: InfluxDBResource,
     s3: ObjectStoreResource,
     energy_storage: EnergyStorageResource,
-) -> Written:
-    """Export the day from Timestream and write it to InfluxDB (not yet compared).
+) -> Exported:
+    """InfluxDB's health and bucket, then the day's UNLOAD (nothing to do for Query pages).
+
+    The asset runs this for the next window while the current one is written (`ahead`).
 
     Raises:
-        Failure: an unknown export mode (not retried), or the export or write failed.
+        Failure: an unknown export mode (not retried), InfluxDB down, or the export failed.
     """
     started = time.monotonic()
     window = Window.day(day)
@@ -142,21 +164,48 @@ def write_window(
             energy_storage.export_bucket or energy_storage.processed_bucket,
             energy_storage.export_prefix,
         )
+    export = None
     with window_failures(dataset, day):
         influxdb.health()
         influxdb.ensure_bucket(bucket)
+        if unload is not None:
+            export = unload_window(
+                timestream.get_query_client(),
+                unload,
+                database=timestream.database,
+                table=timestream.table_for(dataset),
+                dataset=dataset,
+                window=window,
+            )
+    return Exported(day, window, bucket, mode, started, unload, export)
+
+
+def write_window(
+    dataset: str,
+    exported: Exported,
+    timestream: TimestreamResource,
+    influxdb: InfluxDBResource,
+) -> Written:
+    """Write the exported day to InfluxDB (not yet compared).
+
+    Raises:
+        Failure: the export's read or the write failed.
+    """
+    day = exported.day
+    with window_failures(dataset, day):
         outcome = migrate_window(
             timestream.get_query_client(),
             influxdb,
             database=timestream.database,
             table=timestream.table_for(dataset),
             dataset=dataset,
-            bucket=bucket,
-            window=window,
+            bucket=exported.bucket,
+            window=exported.window,
             check_tags=influxdb.enable_validation,
-            unload=unload,
+            unload=exported.unload,
+            exported=exported.export,
         )
-    return Written(day, window, bucket, mode, started, outcome)
+    return Written(day, exported.window, exported.bucket, exported.mode, exported.started, outcome)
 
 
 def check_window(

@@ -141,12 +141,22 @@ def overlapped(
     """`(item, check(item, work(item)))` in order, each check running beside the next work.
 
     Windows are independent, so a window's comparison can run while the next one is exported
-    and written. An error of `work` is raised after the pending check's result was handed
-    out; an error of `check` is raised where its result would have been.
+    and written. An error of `work` (or of producing the next item) is raised after the
+    pending check's result was handed out; an error of `check` is raised where its result
+    would have been.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-check") as pool:
         pending: tuple[T, Future[B]] | None = None
-        for item in items:
+        iterator = iter(items)
+        while True:
+            try:  # `items` may do work of its own (`ahead`): its error is handled like work's
+                item = next(iterator)
+            except StopIteration:
+                break
+            except BaseException:
+                if pending is not None:
+                    yield pending[0], pending[1].result()
+                raise
             try:
                 done = work(item)
             except BaseException:
@@ -159,6 +169,29 @@ def overlapped(
             pending = (item, future)
         if pending is not None:
             yield pending[0], pending[1].result()
+
+
+def ahead(items: Iterable[T], first: Callable[[T], A]) -> Iterator[tuple[T, A]]:
+    """`(item, first(item))` in order, `first` of the next item running while this one is used.
+
+    The migration UNLOADs the next window while the current one is written: the export is
+    mostly waiting on Timestream and S3. An error of `first` is raised where its result
+    would have been, so every earlier item is handled first. When the caller stops early,
+    an export not yet started is cancelled; one already running finishes, and its objects
+    are left to the export prefix's lifecycle rule (as a failed window's are).
+    """
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="window-ahead")
+    try:
+        pending: tuple[T, Future[A]] | None = None
+        for item in items:
+            future = pool.submit(first, item)
+            if pending is not None:
+                yield pending[0], pending[1].result()
+            pending = (item, future)
+        if pending is not None:
+            yield pending[0], pending[1].result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def migrate_window(
@@ -175,12 +208,15 @@ def migrate_window(
     check_tags: bool = True,
     retry: dict[str, Any] | None = None,
     unload: UnloadTarget | None = None,
+    exported: Export | None = None,
 ) -> WindowOutcome:
     """Every record of the window written to `bucket` or quarantined with its reason.
 
     With `unload`, the window is exported by UNLOAD to Parquet and read a batch (of
-    `group_lines` rows) at a time; without, through Query pages. The objects are left for
-    the caller to delete once the window is validated (`outcome.export`).
+    `group_lines` rows) at a time; with `exported`, that UNLOAD already ran (`ahead`) and
+    `unload.s3` reads it; with neither, the window is read through Query pages. The
+    objects are left for the caller to delete once the window is validated
+    (`outcome.export`).
 
     Raises:
         TimestreamQueryError, TimestreamQueryUnavailableError: from the export (also when
@@ -204,7 +240,7 @@ def migrate_window(
         pages = query_pages(client, window_query(database, table, window), **(retry or {}))
         tables = (page_table(page) for page in pages)
     else:
-        outcome.export = unload_window(
+        outcome.export = exported or unload_window(
             client,
             unload,
             database=database,

@@ -21,6 +21,7 @@ from ons_pipeline.energy.assets import influxdb_points, timestream_records
 from ons_pipeline.energy.migration.assets import migration_assets
 from ons_pipeline.energy.migration.export import Window
 from ons_pipeline.energy.migration.steps import compare_window
+from ons_pipeline.energy.migration.validate import influxdb_stats
 from ons_pipeline.energy.partitions import energy_objects_partitions
 from ons_pipeline.local.demo.energy_data import to_parquet
 from ons_pipeline.resources import (
@@ -492,3 +493,24 @@ def test_blue_green_check_fails_the_run_when_the_stores_diverge(stores: Stores) 
     assert not result.success
     error = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "only-influx" in error
+
+
+def test_influxdb_side_gives_each_series_its_own_count_and_first_and_last_time(
+    stores: Stores,
+) -> None:
+    """Count, first and last time per series must match the points InfluxDB holds."""
+    stores.load(
+        f"dataset=generation/year=2024/month=01/long_{DAY}.parquet", long_file(DAY), stores.direct
+    )
+    found = influxdb_stats(
+        stores.influxdb(stores.direct), stores.direct, "generation", Window.day(DAY)
+    )
+    times: dict[tuple[Any, str], list[int]] = {}
+    for tags, when, fields in stores.points(stores.direct):
+        for name, _ in fields:
+            if name != "unit":
+                times.setdefault((tags, name), []).append(when)
+    assert len(times) > 10
+    assert {key: (s.count, s.first, s.last) for key, s in found.items()} == {
+        key: (len(values), min(values), max(values)) for key, values in times.items()
+    }

@@ -177,3 +177,46 @@ def test_overlapped_windows_report_in_order_and_the_one_before_a_failure() -> No
 
     with pytest.raises(ValueError, match="check 1"):
         list(overlapped([1, 2], lambda day: day, check))
+
+
+def test_the_next_window_is_exported_while_this_one_is_written() -> None:
+    import threading
+
+    from ons_pipeline.energy.migration.window import ahead, overlapped
+
+    second_export_started = threading.Event()
+    log: list[str] = []
+
+    def export(day: int) -> str:
+        if day == 2:
+            second_export_started.set()
+        return f"export {day}"
+
+    def work(item: tuple[int, str]) -> int:
+        day, exported = item
+        assert exported == f"export {day}"
+        if day == 1:  # written while the next window's export runs beside it
+            assert second_export_started.wait(timeout=10)
+        log.append(f"write {day}")
+        return day * 10
+
+    seen = list(overlapped(ahead([1, 2, 3], export), work, lambda item, done: done + item[0]))
+    assert [(item[0], result) for item, result in seen] == [(1, 11), (2, 22), (3, 33)]
+    assert log == ["write 1", "write 2", "write 3"]
+
+
+def test_a_failed_export_comes_after_the_windows_before_it_are_reported() -> None:
+    from ons_pipeline.energy.migration.window import ahead, overlapped
+
+    def export(day: int) -> int:
+        if day == 3:
+            raise RuntimeError("export 3 failed")
+        return day
+
+    seen: list[Any] = []
+    with pytest.raises(RuntimeError, match="export 3 failed"):
+        seen.extend(
+            overlapped(ahead([1, 2, 3, 4], export), lambda item: item[1], lambda i, d: d * 10)
+        )
+    # Window 2 was written before export 3 failed: its comparison is still reported.
+    assert [result for _, result in seen] == [10, 20]

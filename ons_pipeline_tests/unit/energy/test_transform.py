@@ -185,8 +185,8 @@ def test_wide_rules() -> None:
     assert reasons(frame, "transmission") == ["", "missing_value", "", "non_finite_value"]
     lines = line_protocol(prepare(frame, "transmission")).to_pylist()
     assert lines == [
-        "transmission_data,region=A,line_id=7 flow_mw=1 1704067200000000000\n",
-        "transmission_data,region=C,line_id=9 losses_mwh=2 1704067200000000000\n",
+        "transmission_data,line_id=7,region=A flow_mw=1 1704067200000000000\n",
+        "transmission_data,line_id=9,region=C losses_mwh=2 1704067200000000000\n",
     ]
 
 
@@ -214,9 +214,9 @@ def test_line_protocol_escaping_and_unit_fields() -> None:
     )
     lines = line_protocol(prepare(frame, "generation")).to_pylist()
     assert lines == [
-        "generation_data,region=a\\ b\\,c\\=d,energy_source=x\\y,quality_flag=good "
+        "generation_data,energy_source=x\\y,quality_flag=good,region=a\\ b\\,c\\=d "
         'voltage_kv=1,unit="kV" 1704067200000000000\n',
-        'generation_data,region=q"é,energy_source=s,measurement_type=power '
+        'generation_data,energy_source=s,measurement_type=power,region=q"é '
         'value=1,unit="we\\"irdx" 1704067200000000000\n',
     ]
 

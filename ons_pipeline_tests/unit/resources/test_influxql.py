@@ -42,6 +42,7 @@ def test_every_query_builder_uses_the_one_helper() -> None:
     prepared = prepare(frame, "generation")
     recorder = Recorder()
     readback.readback_counts(recorder, "bucket", prepared)  # type: ignore[arg-type]
+    power = quote_identifier("power_mw")
     assert recorder.statements[0].startswith(
-        f"SELECT COUNT(*) FROM {quote_identifier('generation_data')} WHERE"
+        f"SELECT COUNT({power}) AS {power} FROM {quote_identifier('generation_data')} WHERE"
     )

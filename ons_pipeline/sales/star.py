@@ -183,7 +183,8 @@ def _incremental(
         increment = build_star_increment(
             orders, _no_versions(), {**dims, "dim_date": known_dates}, known_dates["date_id"]
         )
-        assert increment is not None  # only a stored version collision returns None
+        if increment is None:  # only a collision with a stored version returns None
+            raise RuntimeError("a sales_order part repeats a stored version; parts never do")
         accounting = _add_accounting(accounting, increment.accounting)
         new_rows = {**increment.tables, QUARANTINE_TABLE: increment.quarantine}
     ranges = [r for part in plan.order_parts for r in part["packets"]]

@@ -1,8 +1,9 @@
 """Migrate one window: export page by page, map, write in bounded groups, account for all.
 
 Pages are gathered into groups of about `group_lines` points; each group is written through
-`InfluxDBResource.write_lines` (its batching, gzip, concurrency and retries) before the next
-pages are read, so memory is bounded by a group, not by the window.
+`InfluxDBResource.write_lines` (its batching, gzip, concurrency and retries) while the next
+group is mapped, one group in flight, so memory is bounded by two groups, not by the window
+and the writers do not wait for the mapping.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ class WindowOutcome:
 
 
 def _write_group(
-    influxdb: InfluxDBResource, bucket: str, group: list[MappedPage], outcome: WindowOutcome
-) -> None:
+    influxdb: InfluxDBResource, bucket: str, group: list[MappedPage]
+) -> tuple[Any, list[pd.DataFrame]]:
+    """Write a group's points; returns the write result and the rows InfluxDB refused."""
     parts: list[tuple[PreparedFile, pa.Array]] = [
         (prepared, line_protocol(prepared))
         for page in group
@@ -77,16 +79,15 @@ def _write_group(
     offsets = np.cumsum([0, *(len(lines) for _, lines in parts)])
     batches = LineProtocolBatches([lines for _, lines in parts], influxdb.max_batch_size)
     result = influxdb.write_lines(bucket, batches)
-    outcome.written.add(result)
+    refused: list[pd.DataFrame] = []
     if result.rejected:
         for index, (prepared, _) in enumerate(parts):
             local = [p - int(offsets[index]) for p in sorted(result.rejected)]
             positions = np.array([p for p in local if 0 <= p < len(prepared.accepted)], np.int64)
             if len(positions):
                 details = [result.rejected[int(p) + int(offsets[index])] for p in positions]
-                outcome.quarantined.append(
-                    rejected_rows(prepared, positions, "influxdb_rejected", details)
-                )
+                refused.append(rejected_rows(prepared, positions, "influxdb_rejected", details))
+    return result, refused
 
 
 def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
@@ -226,14 +227,28 @@ def migrate_window(
     outcome = WindowOutcome()
     group: list[pa.Table] = []
     pending = 0
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migration-writer")
+    in_flight: Future[tuple[Any, list[pd.DataFrame]]] | None = None
+
+    def settle() -> None:
+        """Wait for the group being written and record it (so outcomes keep group order)."""
+        nonlocal in_flight
+        if in_flight is not None:
+            result, refused = in_flight.result()
+            in_flight = None
+            outcome.written.add(result)
+            outcome.quarantined += refused
 
     def flush() -> None:
-        # Pages are mapped a group at a time: `prepare` has a fixed cost per call.
+        # Pages are mapped a group at a time (`prepare` has a fixed cost per call), while the
+        # group before is still being written: one group in flight bounds the memory.
+        nonlocal in_flight
         mapped = map_page(pa.concat_tables(group), dataset, check_tags=check_tags)
+        settle()
         outcome.records += mapped.records
         outcome.quarantined += mapped.quarantined
         if mapped.points:
-            _write_group(influxdb, bucket, [mapped], outcome)
+            in_flight = writer.submit(_write_group, influxdb, bucket, [mapped])
 
     tables: Iterator[pa.Table]
     if unload is None:
@@ -250,18 +265,22 @@ def migrate_window(
             **(retry or {}),
         )
         tables = export_batches(unload.s3, outcome.export, group_lines)
-    for rows in prefetched(tables, depth=prefetch_pages):
-        outcome.pages += 1
-        if group and rows.schema != group[0].schema:
-            flush()  # the table gained a column mid-window: map what came before apart
-            group, pending = [], 0
-        group.append(rows)
-        pending += len(rows)
-        if pending >= group_lines:
+    try:
+        for rows in prefetched(tables, depth=prefetch_pages):
+            outcome.pages += 1
+            if group and rows.schema != group[0].schema:
+                flush()  # the table gained a column mid-window: map what came before apart
+                group, pending = [], 0
+            group.append(rows)
+            pending += len(rows)
+            if pending >= group_lines:
+                flush()
+                group, pending = [], 0
+        if pending:
             flush()
-            group, pending = [], 0
-    if pending:
-        flush()
+        settle()
+    finally:
+        writer.shutdown(wait=True)  # an error above still lets the write in flight end
     if outcome.export is not None and outcome.records != outcome.export.rows:
         raise TimestreamQueryError(
             f"the UNLOAD's parts hold {outcome.records} records, its manifest "

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
 import pytest
 from botocore.exceptions import ClientError
 
@@ -220,3 +224,61 @@ def test_a_failed_export_comes_after_the_windows_before_it_are_reported() -> Non
         )
     # Window 2 was written before export 3 failed: its comparison is still reported.
     assert [result for _, result in seen] == [10, 20]
+
+
+def test_a_group_is_mapped_while_the_one_before_is_written_and_outcomes_keep_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer of group 1 waits until group 2 is being mapped: sequential code would hang."""
+    from ons_pipeline.energy.migration import window as window_module
+    from ons_pipeline.energy.migration.mapping import MappedPage
+    from ons_pipeline.resources.influxdb import WriteOutcome
+
+    second_mapped = threading.Event()
+    events: list[str] = []
+
+    def fake_map(table: pa.Table, dataset: str, *, check_tags: bool = True) -> MappedPage:
+        group = int(table["group"][0].as_py())
+        events.append(f"map {group}")
+        if group == 2:
+            second_mapped.set()
+        page = MappedPage(
+            records=len(table), quarantined=[pd.DataFrame({"from": [f"map {group}"]})]
+        )
+        page.prepared = [SimpleNamespace(accepted=[group])]  # type: ignore[list-item]
+        return page
+
+    def fake_write(influxdb: object, bucket: str, group: list[MappedPage]) -> tuple:
+        number = group[0].prepared[0].accepted[0]
+        if number == 1:
+            assert second_mapped.wait(10), "group 2 was not mapped while group 1 was written"
+        events.append(f"write {number}")
+        return WriteOutcome(lines_written=1), [pd.DataFrame({"from": [f"write {number}"]})]
+
+    pages = [pa.table({"group": [1]}), pa.table({"group": [2]}), pa.table({"group": [3]})]
+    monkeypatch.setattr(window_module, "map_page", fake_map)
+    monkeypatch.setattr(window_module, "_write_group", fake_write)
+    monkeypatch.setattr(window_module, "query_pages", lambda *a, **k: iter(pages))
+    monkeypatch.setattr(window_module, "page_table", lambda page: page)
+
+    outcome = window_module.migrate_window(
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        database="ons_energy_data",
+        table="generation_data",
+        dataset="generation",
+        bucket="generation_data",
+        window=Window.day("2024-01-01"),
+        group_lines=1,
+    )
+
+    assert events.index("map 2") < events.index("write 1")
+    assert [q["from"][0] for q in outcome.quarantined] == [
+        "map 1",
+        "write 1",
+        "map 2",
+        "write 2",
+        "map 3",
+        "write 3",
+    ]
+    assert (outcome.records, outcome.written.lines_written) == (3, 3)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from typing import TYPE_CHECKING
 
 import boto3
 import pandas as pd
@@ -26,6 +27,9 @@ from ons_pipeline_tests.faults.harness import (
     run_child,
     run_sales,
 )
+
+if TYPE_CHECKING:
+    from ons_pipeline.local.stack import LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +172,42 @@ def test_a_key_a_parked_fact_waits_for_makes_a_full_rebuild(
     assert manifest_of(appended)["appended"]["fact_sales_order"] == []  # rebuilt in full
     new_facts = set(output_files(appended)) - set(output_files(runs["increment"]))
     assert any(key.startswith("fact_sales_order/") for key in new_facts)  # the fact un-parked
+
+
+@pytest.fixture(scope="module")
+def dimension_update(
+    local_stack: LocalStack, runs: dict[str, SalesState]
+) -> tuple[list[Packet], SalesState]:
+    """A staff packet and an order packet, and the state one uninterrupted run leaves."""
+    staff = later_versions("staff", _packet_of("staff").body, 3, 4, changes={"first_name": "Ada"})
+    orders = later_versions("sales_order", _packet_of("sales_order").body, 25, 5, day=2)
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in local_stack.env.items():
+            patch.setenv(key, value)
+        baseline = runs["increment"].clone()
+        _run_both((baseline,), [staff, orders])
+    return [staff, orders], baseline
+
+
+@pytest.mark.parametrize(
+    "point", ["sales.after_intent", "sales.after_first_star_file", "sales.before_commit"]
+)
+def test_an_entry_replacing_dimensions_and_appending_facts_finishes_after_a_kill(
+    stack_env: dict[str, str],
+    runs: dict[str, SalesState],
+    dimension_update: tuple[list[Packet], SalesState],
+    point: str,
+) -> None:
+    """Recovery rebuilds the replaced dimension's file and copies the appended parts."""
+    packets, baseline = dimension_update
+    state = runs["increment"].clone()
+    land(state, packets)
+
+    code, report = run_child("sales", state, **kill_at(point))
+    assert code == -9, f"the run was not killed at {point}: {report}"
+    rerun = run_sales(state)
+
+    assert rerun.success, failure_messages(rerun)
+    assert_exactly_once(state, baseline)
+    assert output_files(state) == output_files(baseline)
+    assert len(manifest_of(state)["appended"]["fact_sales_order"]) == 2

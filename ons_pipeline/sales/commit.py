@@ -42,7 +42,6 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
-import pandas as pd
 from dagster import Failure
 
 from ons_pipeline.platform.faults import commit_point
@@ -55,6 +54,7 @@ from ons_pipeline.sales.storage import (
     PendingEntry,
     RawState,
     StarFile,
+    load_objects,
     load_parquet,
     output_file_key,
     put_parquet_once,
@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Mapping
     from datetime import datetime
+
+    import pandas as pd
 
     from ons_pipeline.resources import (
         ObjectStoreResource,
@@ -123,27 +125,24 @@ def load_table(
     run committed (and dropped what it replaced) after this one read the manifest is a
     retryable conflict; gone while the manifest stands, it is lost state.
     """
-    frames = []
-    for key in manifest.table_keys(table) if keys is None else keys:
-        frame = load_parquet(s3, storage.processed_bucket, key)
-        if frame is None:
-            if Manifest.load(s3, storage).etag != manifest.etag:
-                raise Failure(
-                    description=f"Another run committed a sales manifest entry while this one "
-                    f"read the {table} state; nothing of this run was published. A retry "
-                    "starts from that run's result.",
-                    allow_retries=True,
-                )
-            raise Failure(
-                description=f"s3://{storage.processed_bucket}/{key}, part of the committed "
-                f"{table} state, is missing. Restore the object (bucket versioning) before "
-                "re-running.",
-                allow_retries=False,
+
+    def missing(key: str) -> Failure:
+        if Manifest.load(s3, storage).etag != manifest.etag:
+            return Failure(
+                description=f"Another run committed a sales manifest entry while this one "
+                f"read the {table} state; nothing of this run was published. A retry "
+                "starts from that run's result.",
+                allow_retries=True,
             )
-        frames.append(frame)
-    if not frames:
-        return None
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+        return Failure(
+            description=f"s3://{storage.processed_bucket}/{key}, part of the committed "
+            f"{table} state, is missing. Restore the object (bucket versioning) before "
+            "re-running.",
+            allow_retries=False,
+        )
+
+    chosen = manifest.table_keys(table) if keys is None else keys
+    return load_objects(s3, storage.processed_bucket, chosen, missing)
 
 
 def publish(
@@ -235,7 +234,13 @@ def _write(
             accounting=pending["accounting"],
             rows={**manifest.rows, **pending["rows"]},
         )
-        _save_or_fail(s3, storage, settled, "record the raw state its star tables hold")
+        _save_or_fail(
+            s3,
+            storage,
+            settled,
+            "Another run changed the sales manifest while this one recorded the raw state "
+            "its star tables hold",
+        )
         return settled
     manifest.pending = pending
     _record_intent(s3, storage, manifest)
@@ -246,15 +251,15 @@ def _write(
 
 
 def _save_or_fail(
-    s3: ObjectStoreResource, storage: SalesStorageResource, manifest: Manifest, purpose: str
+    s3: ObjectStoreResource, storage: SalesStorageResource, manifest: Manifest, conflict: str
 ) -> None:
+    """A conditional manifest PUT; losing it to another run is a retryable Failure."""
     try:
         manifest.save(s3, storage)
     except ConcurrentWriteError as error:
         raise Failure(
-            description=f"Another run changed the sales manifest while this one tried to "
-            f"{purpose} ({error}); nothing of this run was published. A retry starts from "
-            "that run's result.",
+            description=f"{conflict} ({error}); nothing of this run was published. A retry "
+            "starts from that run's result.",
             allow_retries=True,
         ) from error
 
@@ -266,16 +271,13 @@ def _record_intent(
     commit_point("sales.before_intent")
     files = manifest.pending["files"] if manifest.pending else {}
     sequences = {t: f["sequence"] for t, f in files.items()}
-    try:
-        manifest.save(s3, storage)
-    except ConcurrentWriteError as error:
-        raise Failure(
-            description=f"Another run holds sales manifest entry {manifest.entry + 1} "
-            f"(output sequences {sequences}): the manifest changed after this run read "
-            "it, so nothing of this run was published. A retry starts from that run's "
-            "result.",
-            allow_retries=True,
-        ) from error
+    _save_or_fail(
+        s3,
+        storage,
+        manifest,
+        f"Another run holds sales manifest entry {manifest.entry + 1} (output sequences "
+        f"{sequences}): the manifest changed after this run read it",
+    )
     commit_point("sales.after_intent")
 
 

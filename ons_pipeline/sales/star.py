@@ -36,6 +36,7 @@ from ons_pipeline.sales.storage import (
     load_histories,
     load_raw,
     packet_ranges,
+    watermark_stamp,
 )
 from ons_pipeline.sales.transform import (
     SOURCE_TABLES,
@@ -191,7 +192,7 @@ def _incremental(
     packet_ids = [i for first, last in ranges for i in range(first, last + 1)]
     entry = Entry(
         watermark=_newest(
-            [_stamp(manifest.watermark), newest_version(orders)]
+            [watermark_stamp(manifest.watermark), newest_version(orders)]
             + [newest_version(frame) for frame in sources.values() if len(frame)]
         ),
         packets={"sales_order": packet_ranges(packet_ids)},
@@ -294,10 +295,6 @@ def _load(
 
 def _empty(table: str) -> pd.DataFrame:
     return OUTPUT_SCHEMAS[table].empty_table().to_pandas(types_mapper=pd.ArrowDtype)
-
-
-def _stamp(text: str | None) -> np.datetime64 | None:
-    return None if not text else np.datetime64(pd.Timestamp(text), "us")
 
 
 def _newest(stamps: list[np.datetime64 | None]) -> datetime | None:

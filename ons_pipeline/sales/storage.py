@@ -35,7 +35,7 @@ from ons_pipeline.sales.packets import (
 from ons_pipeline.sales.transform import SOURCE_TABLES, all_newer_than, newest_version
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from datetime import datetime
 
     from ons_pipeline.resources import (
@@ -321,24 +321,41 @@ def _text(stamp: np.datetime64 | None) -> str | None:
     return None if stamp is None else str(np.datetime64(stamp, "us"))
 
 
+def watermark_stamp(text: str | None) -> np.datetime64 | None:
+    """A stored watermark (ISO text, `T` or a space) as microseconds; None if none is stored."""
+    return None if not text else np.datetime64(pd.Timestamp(text), "us")
+
+
 def load_raw(
     s3: ObjectStoreResource, storage: SalesStorageResource, table: str, keys: list[str]
 ) -> pd.DataFrame:
     """The raw rows held by these history objects, in order (an empty typed table if none)."""
+
+    def gone(key: str) -> Failure:  # replaced by a concurrent merge after the index was read
+        return Failure(
+            description=f"Raw history object s3://{storage.processed_bucket}/{key} of "
+            f"{table} is gone: another run merged the history after this one read its "
+            "index. A retry reads the new index.",
+            allow_retries=True,
+        )
+
+    rows = load_objects(s3, storage.processed_bucket, keys, gone)
+    return empty_rows(table) if rows is None else rows
+
+
+def load_objects(
+    s3: ObjectStoreResource, bucket: str, keys: list[str], missing: Callable[[str], Failure]
+) -> pd.DataFrame | None:
+    """The Parquet objects' rows in key order; None for no keys; `missing(key)` is raised."""
     frames = []
     for key in keys:
-        frame = load_parquet(s3, storage.processed_bucket, key)
-        if frame is None:  # replaced by a concurrent merge after this run read the index
-            raise Failure(
-                description=f"Raw history object s3://{storage.processed_bucket}/{key} of "
-                f"{table} is gone: another run merged the history after this one read its "
-                "index. A retry reads the new index.",
-                allow_retries=True,
-            )
-        frames.append(frame)
-    frames = [frame for frame in frames if len(frame)]
+        frame = load_parquet(s3, bucket, key)
+        if frame is None:
+            raise missing(key)
+        if len(frame) or not frames:
+            frames.append(frame)
     if not frames:
-        return empty_rows(table)
+        return None
     return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
@@ -447,7 +464,7 @@ def absorb_packets(
     ]
     index = RawIndex.load(s3, storage, table)
     fresh = merge_history(empty_rows(table), packets, table)
-    if len(fresh) and all_newer_than(fresh, _stamp(index.watermark)):
+    if len(fresh) and all_newer_than(fresh, watermark_stamp(index.watermark)):
         new_rows = len(fresh)
         part = _put_raw(s3, storage, table, fresh)
         index.parts.append(RawPart(key=part, packets=packet_ranges(packet_ids), rows=new_rows))
@@ -482,10 +499,6 @@ def absorb_packets(
         rows=index.rows,
         quarantine_uris=write_raw_quarantine(s3, storage, table, packets),
     )
-
-
-def _stamp(text: str | None) -> np.datetime64 | None:
-    return None if text is None else np.datetime64(text, "us")
 
 
 def _put_raw(

@@ -29,7 +29,7 @@ from ons_pipeline.energy.migration.unload import (
     unload_window,
 )
 from ons_pipeline.energy.migration.validate import differences, influxdb_stats, timestream_stats
-from ons_pipeline.energy.migration.window import WindowOutcome, migrate_window
+from ons_pipeline.energy.migration.window import WindowOutcome, WriteLane, migrate_window
 from ons_pipeline.energy.schema import MEASUREMENT
 from ons_pipeline.energy.storage import write_quarantine
 from ons_pipeline.resources.influxdb import InfluxDBUnavailableError, InfluxDBWriteError
@@ -185,8 +185,12 @@ def write_window(
     exported: Exported,
     timestream: TimestreamResource,
     influxdb: InfluxDBResource,
+    lane: WriteLane | None = None,
 ) -> Written:
     """Write the exported day to InfluxDB (not yet compared).
+
+    With a `lane` shared by the run's windows, the day's last group may still be written
+    on return (the next day is mapped meanwhile); `check_window` waits for it.
 
     Raises:
         Failure: the export's read or the write failed.
@@ -204,6 +208,7 @@ def write_window(
             check_tags=influxdb.enable_validation,
             unload=exported.unload,
             exported=exported.export,
+            lane=lane,
         )
     return Written(day, exported.window, exported.bucket, exported.mode, exported.started, outcome)
 
@@ -226,6 +231,7 @@ def check_window(
     """
     day, outcome, mode = written.day, written.outcome, written.mode
     with window_failures(dataset, day):
+        outcome.settle()  # the day's last group, if it was still being written
         diffs, check_metadata = compare_window(timestream, influxdb, dataset, written.window)
     quarantine = outcome.quarantine()
     quarantine_uri = write_quarantine(

@@ -3,7 +3,9 @@
 Pages are gathered into groups of about `group_lines` points; each group is written through
 `InfluxDBResource.write_lines` (its batching, gzip, concurrency and retries) while the next
 group is mapped, one group in flight, so memory is bounded by two groups, not by the window
-and the writers do not wait for the mapping.
+and the writers do not wait for the mapping. A `WriteLane` shared by a range's windows keeps
+that going across them: the next window is read and mapped while this one's last group is
+written, and the window's check waits for it (`WindowOutcome.settle`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,6 +54,25 @@ class WindowOutcome:
     written: WriteOutcome = field(default_factory=WriteOutcome)
     quarantined: list[pd.DataFrame] = field(default_factory=list)
     export: Export | None = None  # the UNLOAD's objects, when the window was unloaded
+    # The window's last group, still being written on a shared lane; `settle` records it.
+    pending: Future[tuple[Any, list[pd.DataFrame]]] | None = None
+
+    def record(self, future: Future[tuple[Any, list[pd.DataFrame]]]) -> None:
+        """Add a written group's result (raising its write error)."""
+        result, refused = future.result()
+        self.written.add(result)
+        self.quarantined += refused
+
+    def settle(self) -> WindowOutcome:
+        """Wait for the window's last group and record it: call before reading the counts.
+
+        Raises:
+            InfluxDBUnavailableError, InfluxDBWriteError: that group's write failed.
+        """
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            self.record(pending)
+        return self
 
     @property
     def rejected(self) -> int:
@@ -88,6 +109,35 @@ def _write_group(
                 details = [result.rejected[int(p) + int(offsets[index])] for p in positions]
                 refused.append(rejected_rows(prepared, positions, "influxdb_rejected", details))
     return result, refused
+
+
+class WriteLane:
+    """One group written at a time, shared by the windows of a range, in submission order.
+
+    A window submits a group only once the group before it (its own or the previous
+    window's last) is written, so at most one group is written while the next is mapped.
+    Waiting does not consume the previous window's result: its check records it.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migration-writer")
+        self._last: Future[Any] | None = None
+
+    def submit(self, fn: Callable[..., A], *args: Any) -> Future[A]:
+        if self._last is not None:
+            wait([self._last])
+        self._last = self._pool.submit(fn, *args)
+        return self._last
+
+    def close(self) -> None:
+        """Let the group being written end (an error stays with its window's outcome)."""
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> WriteLane:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def prefetched(items: Iterator[Any], depth: int) -> Iterator[Any]:
@@ -210,6 +260,7 @@ def migrate_window(
     retry: dict[str, Any] | None = None,
     unload: UnloadTarget | None = None,
     exported: Export | None = None,
+    lane: WriteLane | None = None,
 ) -> WindowOutcome:
     """Every record of the window written to `bucket` or quarantined with its reason.
 
@@ -217,7 +268,8 @@ def migrate_window(
     `group_lines` rows) at a time; with `exported`, that UNLOAD already ran (`ahead`) and
     `unload.s3` reads it; with neither, the window is read through Query pages. The
     objects are left for the caller to delete once the window is validated
-    (`outcome.export`).
+    (`outcome.export`). With a shared `lane`, the window's last group may still be written
+    on return: `outcome.settle()` waits for it (the caller must, before the counts).
 
     Raises:
         TimestreamQueryError, TimestreamQueryUnavailableError: from the export (also when
@@ -227,28 +279,18 @@ def migrate_window(
     outcome = WindowOutcome()
     group: list[pa.Table] = []
     pending = 0
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="migration-writer")
-    in_flight: Future[tuple[Any, list[pd.DataFrame]]] | None = None
-
-    def settle() -> None:
-        """Wait for the group being written and record it (so outcomes keep group order)."""
-        nonlocal in_flight
-        if in_flight is not None:
-            result, refused = in_flight.result()
-            in_flight = None
-            outcome.written.add(result)
-            outcome.quarantined += refused
+    own_lane = lane is None
+    writer = WriteLane() if lane is None else lane
 
     def flush() -> None:
         # Pages are mapped a group at a time (`prepare` has a fixed cost per call), while the
         # group before is still being written: one group in flight bounds the memory.
-        nonlocal in_flight
         mapped = map_page(pa.concat_tables(group), dataset, check_tags=check_tags)
-        settle()
+        outcome.settle()  # the window's group before, so outcomes keep group order
         outcome.records += mapped.records
         outcome.quarantined += mapped.quarantined
         if mapped.points:
-            in_flight = writer.submit(_write_group, influxdb, bucket, [mapped])
+            outcome.pending = writer.submit(_write_group, influxdb, bucket, [mapped])
 
     tables: Iterator[pa.Table]
     if unload is None:
@@ -278,9 +320,11 @@ def migrate_window(
                 group, pending = [], 0
         if pending:
             flush()
-        settle()
+        if own_lane:
+            outcome.settle()
     finally:
-        writer.shutdown(wait=True)  # an error above still lets the write in flight end
+        if own_lane:
+            writer.close()  # an error above still lets the write in flight end
     if outcome.export is not None and outcome.records != outcome.export.rows:
         raise TimestreamQueryError(
             f"the UNLOAD's parts hold {outcome.records} records, its manifest "

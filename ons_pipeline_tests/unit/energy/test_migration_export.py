@@ -226,11 +226,36 @@ def test_a_failed_export_comes_after_the_windows_before_it_are_reported() -> Non
     assert [result for _, result in seen] == [10, 20]
 
 
+def _faked_migration(
+    monkeypatch: pytest.MonkeyPatch, fake_map: Any, fake_write: Any, answers: Any
+) -> Any:
+    """`migrate_window` on fakes: each window reads the next list of pages from `answers`."""
+    from ons_pipeline.energy.migration import window as window_module
+
+    monkeypatch.setattr(window_module, "map_page", fake_map)
+    monkeypatch.setattr(window_module, "_write_group", fake_write)
+    monkeypatch.setattr(window_module, "query_pages", lambda *a, **k: iter(next(answers)))
+    monkeypatch.setattr(window_module, "page_table", lambda page: page)
+
+    def migrate(day: str, **options: Any) -> Any:
+        return window_module.migrate_window(
+            None,  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            database="ons_energy_data",
+            table="generation_data",
+            dataset="generation",
+            bucket="generation_data",
+            window=Window.day(day),
+            **options,
+        )
+
+    return migrate
+
+
 def test_a_group_is_mapped_while_the_one_before_is_written_and_outcomes_keep_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The writer of group 1 waits until group 2 is being mapped: sequential code would hang."""
-    from ons_pipeline.energy.migration import window as window_module
     from ons_pipeline.energy.migration.mapping import MappedPage
     from ons_pipeline.resources.influxdb import WriteOutcome
 
@@ -256,21 +281,9 @@ def test_a_group_is_mapped_while_the_one_before_is_written_and_outcomes_keep_ord
         return WriteOutcome(lines_written=1), [pd.DataFrame({"from": [f"write {number}"]})]
 
     pages = [pa.table({"group": [1]}), pa.table({"group": [2]}), pa.table({"group": [3]})]
-    monkeypatch.setattr(window_module, "map_page", fake_map)
-    monkeypatch.setattr(window_module, "_write_group", fake_write)
-    monkeypatch.setattr(window_module, "query_pages", lambda *a, **k: iter(pages))
-    monkeypatch.setattr(window_module, "page_table", lambda page: page)
+    migrate = _faked_migration(monkeypatch, fake_map, fake_write, iter([pages]))
 
-    outcome = window_module.migrate_window(
-        None,  # type: ignore[arg-type]
-        None,  # type: ignore[arg-type]
-        database="ons_energy_data",
-        table="generation_data",
-        dataset="generation",
-        bucket="generation_data",
-        window=Window.day("2024-01-01"),
-        group_lines=1,
-    )
+    outcome = migrate("2024-01-01", group_lines=1)
 
     assert events.index("map 2") < events.index("write 1")
     assert [q["from"][0] for q in outcome.quarantined] == [
@@ -282,3 +295,79 @@ def test_a_group_is_mapped_while_the_one_before_is_written_and_outcomes_keep_ord
         "write 3",
     ]
     assert (outcome.records, outcome.written.lines_written) == (3, 3)
+
+
+def _two_windows_on_one_lane(
+    monkeypatch: pytest.MonkeyPatch, write: Any
+) -> tuple[list[str], Any, Any]:
+    """Windows 1 and 2 (one page, one group each) migrated on one shared lane, unsettled.
+
+    `write(number, second_mapped)` writes window `number`'s group; `second_mapped` is set once
+    window 2 is being mapped.
+    """
+    from ons_pipeline.energy.migration.mapping import MappedPage
+    from ons_pipeline.energy.migration.window import WriteLane
+
+    events: list[str] = []
+    second_mapped = threading.Event()
+
+    def fake_map(table: pa.Table, dataset: str, *, check_tags: bool = True) -> MappedPage:
+        number = int(table["window"][0].as_py())
+        events.append(f"map {number}")
+        if number == 2:
+            second_mapped.set()
+        page = MappedPage(records=len(table))
+        page.prepared = [SimpleNamespace(accepted=[number])]  # type: ignore[list-item]
+        return page
+
+    def fake_write(influxdb: object, bucket: str, group: list[Any]) -> tuple:
+        number = group[0].prepared[0].accepted[0]
+        events.append(f"write {number}")
+        return write(number, second_mapped)
+
+    answers = iter([[pa.table({"window": [1]})], [pa.table({"window": [2]})]])
+    migrate = _faked_migration(monkeypatch, fake_map, fake_write, answers)
+    with WriteLane() as lane:
+        first, second = (migrate(day, lane=lane) for day in ("2024-01-01", "2024-01-02"))
+    return events, first, second
+
+
+def test_on_a_shared_lane_the_next_window_is_mapped_while_this_ones_last_group_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Window 1's writer waits until window 2 is mapped: a window that waited for its own
+    last group before returning would hang here."""
+    from ons_pipeline.resources.influxdb import WriteOutcome
+
+    def write(number: int, second_mapped: threading.Event) -> tuple:
+        if number == 1:
+            assert second_mapped.wait(10), "window 2 was not mapped while window 1 was written"
+        return WriteOutcome(lines_written=10 * number), [pd.DataFrame({"window": [number]})]
+
+    events, first, second = _two_windows_on_one_lane(monkeypatch, write)
+
+    assert sorted(events) == ["map 1", "map 2", "write 1", "write 2"]
+    # A window's write is recorded by its own settle, in its own outcome only.
+    assert first.settle().written.lines_written == 10
+    assert second.settle().written.lines_written == 20
+    assert [int(q["window"][0]) for q in first.quarantined] == [1]
+    assert [int(q["window"][0]) for q in second.quarantined] == [2]
+
+
+def test_on_a_shared_lane_a_failed_write_stays_with_its_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Window 1's write fails: window 2 still goes, and only window 1's settle raises."""
+    from ons_pipeline.resources.influxdb import InfluxDBWriteError, WriteOutcome
+
+    def write(number: int, second_mapped: threading.Event) -> tuple:
+        if number == 1:
+            raise InfluxDBWriteError("InfluxDB refused the write to generation_data: 403")
+        return WriteOutcome(lines_written=number), []
+
+    events, first, second = _two_windows_on_one_lane(monkeypatch, write)
+
+    assert "write 2" in events
+    with pytest.raises(InfluxDBWriteError, match="403"):
+        first.settle()
+    assert second.settle().written.lines_written == 2

@@ -120,11 +120,19 @@ def unload_window(
 
 
 def export_batches(s3: S3Client, export: Export, batch_rows: int) -> Iterator[pa.Table]:
-    """The export's records, `batch_rows` at a time, one part in memory at once."""
+    """The export's records, `batch_rows` at a time, one part in memory at once.
+
+    Text columns (the dimensions) are read as dictionaries: a handful of values repeated
+    per row, which the mapping would otherwise encode again.
+    """
     for url in export.parts:
         bucket, key = _split(url)
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-        with pq.ParquetFile(io.BytesIO(body)) as part:
+        schema = pq.read_schema(io.BytesIO(body))
+        text = [
+            f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ]
+        with pq.ParquetFile(io.BytesIO(body), read_dictionary=text) as part:
             for batch in part.iter_batches(batch_size=batch_rows):
                 yield pa.Table.from_batches([batch])
         del body

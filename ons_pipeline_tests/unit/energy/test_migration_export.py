@@ -371,3 +371,47 @@ def test_on_a_shared_lane_a_failed_write_stays_with_its_window(
     with pytest.raises(InfluxDBWriteError, match="403"):
         first.settle()
     assert second.settle().written.lines_written == 2
+
+
+def test_exported_parts_are_read_in_batches_with_text_as_dictionaries() -> None:
+    """Dimensions come back dictionary-encoded (the mapping need not encode them again);
+    every row of every part, in order, and numbers and times untouched."""
+    import io
+
+    import boto3
+    import pyarrow.parquet as pq
+    from moto import mock_aws
+
+    from ons_pipeline.energy.migration.unload import Export, export_batches
+
+    parts = [
+        pa.table(
+            {
+                "region": ["N", "NE", None, "N"][:n],
+                "measure_name": ["value"] * n,
+                "time": pa.array(range(n), pa.timestamp("ns")),
+                "measure_value::double": [0.1 * i for i in range(n)],
+            }
+        )
+        for n in (4, 3)
+    ]
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="exports")
+        for number, part in enumerate(parts):
+            sink = io.BytesIO()
+            pq.write_table(part, sink)
+            s3.put_object(Bucket="exports", Key=f"w/part{number}", Body=sink.getvalue())
+        export = Export("exports", "w/", 7, [f"s3://exports/w/part{i}" for i in (0, 1)], {})
+        batches = list(export_batches(s3, export, batch_rows=2))
+
+    assert [len(b) for b in batches] == [2, 2, 2, 1]
+    assert all(pa.types.is_dictionary(b.schema.field("region").type) for b in batches)
+    assert pa.types.is_float64(batches[0].schema.field("measure_value::double").type)
+    read = pa.concat_tables([b.cast(batches[0].schema) for b in batches])
+    expected = pa.concat_tables(parts)
+    assert read["region"].to_pylist() == expected["region"].to_pylist()
+    assert read["time"].to_pylist() == expected["time"].to_pylist()
+    assert (
+        read["measure_value::double"].to_pylist() == expected["measure_value::double"].to_pylist()
+    )

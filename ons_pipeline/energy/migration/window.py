@@ -57,12 +57,6 @@ class WindowOutcome:
     # The window's last group, still being written on a shared lane; `settle` records it.
     pending: Future[tuple[Any, list[pd.DataFrame]]] | None = None
 
-    def record(self, future: Future[tuple[Any, list[pd.DataFrame]]]) -> None:
-        """Add a written group's result (raising its write error)."""
-        result, refused = future.result()
-        self.written.add(result)
-        self.quarantined += refused
-
     def settle(self) -> WindowOutcome:
         """Wait for the window's last group and record it: call before reading the counts.
 
@@ -71,7 +65,9 @@ class WindowOutcome:
         """
         if self.pending is not None:
             pending, self.pending = self.pending, None
-            self.record(pending)
+            result, refused = pending.result()
+            self.written.add(result)
+            self.quarantined += refused
         return self
 
     @property

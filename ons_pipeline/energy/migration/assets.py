@@ -38,7 +38,6 @@ from dagster import (
 
 from ons_pipeline.energy.migration.export import Window
 from ons_pipeline.energy.migration.steps import (
-    WindowCheck,
     check_window,
     compare_window,
     export_window,
@@ -112,44 +111,36 @@ def build_migration_asset(dataset: str) -> AssetsDefinition:
         # Three windows in flight: the next one exported while this one is written and the
         # previous one compared. One write lane for the run: a day is mapped while the day
         # before finishes writing.
-        lane = WriteLane()
-        exported = ahead(
-            context.partition_keys,
-            lambda day: export_window(dataset, day, timestream, influxdb, s3, energy_storage),
-        )
-        checked = overlapped(
-            exported,
-            lambda item: write_window(dataset, item[1], timestream, influxdb, lane),
-            lambda _, written: check_window(
-                context, dataset, written, timestream, influxdb, s3, energy_storage
-            ),
-        )
-        with lane:
-            yield from _reported(key, check_name=WINDOW_CHECK, checked=checked)
+        with WriteLane() as lane:
+            exported = ahead(
+                context.partition_keys,
+                lambda day: export_window(dataset, day, timestream, influxdb, s3, energy_storage),
+            )
+            checked = overlapped(
+                exported,
+                lambda item: write_window(dataset, item[1], timestream, influxdb, lane),
+                lambda _, written: check_window(
+                    context, dataset, written, timestream, influxdb, s3, energy_storage
+                ),
+            )
+            for (day, _), (passed, metadata, check_metadata) in checked:
+                yield AssetCheckEvaluation(
+                    asset_key=key,
+                    check_name=WINDOW_CHECK,
+                    passed=passed,
+                    metadata=check_metadata,
+                    severity=AssetCheckSeverity.ERROR,
+                    blocking=True,
+                    partition=day,
+                    description=None if passed else f"{day}: the stores differ; not migrated",
+                )
+                if passed:
+                    yield AssetMaterialization(asset_key=key, partition=day, metadata=metadata)
         # One evaluation per window went out above; the check's output closes the step (a
         # failed blocking evaluation then fails it).
         yield Output(None, output_name=window_check.get_python_identifier())
 
     return migrate
-
-
-def _reported(
-    key: AssetKey, check_name: str, checked: Iterator[tuple[tuple[str, object], WindowCheck]]
-) -> Iterator[AssetCheckEvaluation | AssetMaterialization]:
-    """Each window's check evaluation, and its materialization when it matched."""
-    for (day, _), (passed, metadata, check_metadata) in checked:
-        yield AssetCheckEvaluation(
-            asset_key=key,
-            check_name=check_name,
-            passed=passed,
-            metadata=check_metadata,
-            severity=AssetCheckSeverity.ERROR,
-            blocking=True,
-            partition=day,
-            description=None if passed else f"{day}: the stores differ; not migrated",
-        )
-        if passed:
-            yield AssetMaterialization(asset_key=key, partition=day, metadata=metadata)
 
 
 def build_blue_green_check(dataset: str) -> AssetChecksDefinition:
